@@ -1,0 +1,33 @@
+"""hf_simo: single-input multi-output (SIMO) model merging for dense prediction on DINOv2.
+
+Importing the package registers `SimoConfig`/`SimoModel` with transformers' `AutoConfig`/`AutoModel`, so
+`AutoModel.from_pretrained("org/nyuv2-merged")` works like any other model.
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_simo import SimoConfig, TaskSpec, TaskSpecError, default_feature_layers
+from .hub import CheckpointError, UnsafeCheckpointError
+from .modeling_simo import SimoEncoding, SimoModel, SimoModelOutput, SimoPreTrainedModel
+from .processing import make_image_processor, normalize_images
+
+
+__version__ = "0.1.0.dev0"
+
+AutoConfig.register("simo", SimoConfig, exist_ok=True)
+AutoModel.register(SimoConfig, SimoModel, exist_ok=True)
+
+__all__ = [
+    "CheckpointError",
+    "SimoConfig",
+    "SimoEncoding",
+    "SimoModel",
+    "SimoModelOutput",
+    "SimoPreTrainedModel",
+    "TaskSpec",
+    "TaskSpecError",
+    "UnsafeCheckpointError",
+    "default_feature_layers",
+    "make_image_processor",
+    "normalize_images",
+]

@@ -1,0 +1,110 @@
+"""Task heads: DINOv2's dense linear head and transformers' DPT decoder.
+
+Every head takes the same input, the encoder features the model computed once for all tasks, and returns the
+prediction at the head's own resolution; the model resizes to the input. Adding a head type means writing one
+`nn.Module` with that signature and registering it in `HEAD_BUILDERS`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import Dinov2Config, DPTConfig
+from transformers.models.dpt.modeling_dpt import DPTDepthEstimationHead, DPTNeck, DPTSemanticSegmentationHead
+
+from .configuration_simo import TaskSpec
+
+
+class LinearHead(nn.Module):
+    """DINOv2's dense linear evaluation head.
+
+    For each selected layer the patch tokens are concatenated with the CLS token (broadcast over the grid), the
+    layers are concatenated on channels, then BatchNorm and a 1x1 convolution predict at the patch grid.
+    """
+
+    def __init__(self, spec: TaskSpec, backbone_config: Dinov2Config):
+        super().__init__()
+        self.layers = list(spec.layers)
+        self.use_cls_token = bool(spec.head_options["use_cls_token"])
+        in_channels = backbone_config.hidden_size * len(self.layers) * (2 if self.use_cls_token else 1)
+        self.batch_norm = nn.BatchNorm2d(in_channels)
+        self.dropout = nn.Dropout2d(spec.head_options["dropout"])
+        self.classifier = nn.Conv2d(in_channels, spec.num_outputs, kernel_size=1)
+
+    def forward(self, features: dict[int, torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
+        height, width = grid
+        maps = []
+        for layer in self.layers:
+            tokens = features[layer]  # (B, 1 + N, C), layer-normed
+            patches = tokens[:, 1:].transpose(1, 2).reshape(tokens.shape[0], -1, height, width)
+            maps.append(patches)
+            if self.use_cls_token:
+                maps.append(tokens[:, 0, :, None, None].expand(-1, -1, height, width))
+        x = torch.cat(maps, dim=1)
+        return self.classifier(self.dropout(self.batch_norm(x)))
+
+
+def dpt_config_for(spec: TaskSpec, backbone_config: Dinov2Config) -> DPTConfig:
+    """The `DPTConfig` that transformers' DPT modules need for this task's head."""
+    options = spec.head_options
+    hidden = backbone_config.hidden_size
+    neck_hidden_sizes = options["neck_hidden_sizes"] or [max(1, hidden * f // 8) for f in (1, 2, 4, 8)]
+    return DPTConfig(
+        # a deep copy: DPTConfig resets the attention implementation of the config object it is given
+        backbone_config=copy.deepcopy(backbone_config),
+        neck_hidden_sizes=list(neck_hidden_sizes),
+        reassemble_factors=list(options["reassemble_factors"]),
+        fusion_hidden_size=options["fusion_hidden_size"],
+        readout_type=options["readout_type"],
+        use_batch_norm_in_fusion_residual=options["use_batch_norm_in_fusion_residual"],
+        use_bias_in_fusion_residual=options["use_bias_in_fusion_residual"],
+        add_projection=options["add_projection"],
+        semantic_classifier_dropout=options["semantic_classifier_dropout"],
+        num_labels=spec.num_outputs,
+        head_in_index=-1,
+    )
+
+
+class DPTHead(nn.Module):
+    """transformers' `DPTNeck` followed by `DPTDepthEstimationHead` (depth, disparity) or
+    `DPTSemanticSegmentationHead` (segmentation logits, or N channels for normals and other regressions).
+
+    Fed with the layer-normed hidden states of the selected blocks, it computes exactly what
+    `DPTForDepthEstimation` computes on a DINOv2 backbone with the same weights.
+    """
+
+    def __init__(self, spec: TaskSpec, backbone_config: Dinov2Config):
+        super().__init__()
+        self.layers = list(spec.layers)
+        self.scalar_output = spec.kind in ("depth", "disparity")
+        dpt_config = dpt_config_for(spec, backbone_config)
+        self.neck = DPTNeck(dpt_config)
+        self.head = (
+            DPTDepthEstimationHead(dpt_config) if self.scalar_output else DPTSemanticSegmentationHead(dpt_config)
+        )
+        # The first fusion layer never receives a residual, so its residual unit is dead weight in transformers'
+        # DPT; frozen so DDP does not wait for gradients that never come (the weights stay for parity).
+        self.neck.fusion_stage.layers[0].residual_layer1.requires_grad_(False)
+
+    def forward(self, features: dict[int, torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
+        hidden_states = [features[layer] for layer in self.layers]
+        out = self.head(self.neck(hidden_states, grid[0], grid[1]))
+        return out.unsqueeze(1) if self.scalar_output else out
+
+
+HEAD_BUILDERS: dict[str, Callable[[TaskSpec, Dinov2Config], nn.Module]] = {"linear": LinearHead, "dpt": DPTHead}
+
+
+def build_head(spec: TaskSpec, backbone_config: Dinov2Config) -> nn.Module:
+    """Build the head a (resolved) task spec asks for."""
+    try:
+        builder = HEAD_BUILDERS[spec.head]
+    except KeyError:
+        raise ValueError(f"unknown head type {spec.head!r}; registered: {sorted(HEAD_BUILDERS)}") from None
+    return builder(spec, backbone_config)
+
+
+__all__ = ["DPTHead", "HEAD_BUILDERS", "LinearHead", "build_head", "dpt_config_for"]

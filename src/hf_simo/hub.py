@@ -1,0 +1,177 @@
+"""Finding checkpoints: Hub repo ids (with revisions, tokens, the cache, offline mode) or local folders.
+
+Everything that touches the Hub for *reading* goes through `resolve_repo`, which downloads only configs and
+safetensors (never pickles unless asked) and records the commit a source resolved to, so merged models can say
+exactly which checkpoints they were built from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+
+SAFETENSORS_PATTERNS = ["*.json", "*.safetensors", "*.md"]
+PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt"]
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used as asked; the message names the source and the fix."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint only has pickle weights and the user did not allow unpickling."""
+
+
+@dataclass(frozen=True)
+class ResolvedRepo:
+    """A checkpoint available on local disk, with where it came from."""
+
+    path: Path
+    name_or_path: str
+    revision: str | None = None
+    commit: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.commit is None and self.revision is None and Path(self.name_or_path).is_dir()
+
+    def describe(self) -> str:
+        if self.commit:
+            return f"{self.name_or_path}@{self.commit[:12]}"
+        return self.name_or_path
+
+
+def split_revision(source: str) -> tuple[str, str | None]:
+    """`org/name@v1` -> (`org/name`, `v1`). Local paths are returned unchanged, even if they contain '@'."""
+    if os.path.exists(source) or "@" not in source:
+        return source, None
+    name, _, revision = source.rpartition("@")
+    if not name or not revision:
+        raise CheckpointError(f"cannot parse source {source!r}; expected 'org/name', 'org/name@revision' or a folder")
+    return name, revision
+
+
+def resolve_repo(
+    name_or_path: str | os.PathLike,
+    revision: str | None = None,
+    *,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    allow_pickle: bool = False,
+    allow_patterns: list[str] | None = None,
+) -> ResolvedRepo:
+    """A local folder as is, or a Hub repo downloaded (configs and safetensors only) into the HF cache.
+
+    Honours `HF_HUB_OFFLINE`, `HF_HUB_CACHE` and `HF_TOKEN` like every huggingface_hub call. The token is passed
+    through and never stored or printed.
+    """
+    name_or_path = os.fspath(name_or_path)
+    if revision is None:
+        name_or_path, revision = split_revision(name_or_path)
+    if os.path.isdir(name_or_path):
+        if revision is not None:
+            raise CheckpointError(
+                f"{name_or_path!r} is a local folder; a revision ({revision!r}) only applies to Hub repos"
+            )
+        return ResolvedRepo(path=Path(name_or_path), name_or_path=name_or_path)
+    if os.path.exists(name_or_path):
+        raise CheckpointError(f"{name_or_path!r} is a file; pass the folder that holds config.json and the weights")
+    patterns = list(allow_patterns or SAFETENSORS_PATTERNS)
+    if allow_pickle:
+        patterns += PICKLE_PATTERNS
+    try:
+        path = snapshot_download(
+            name_or_path,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            allow_patterns=patterns,
+        )
+    except RevisionNotFoundError as err:
+        raise CheckpointError(f"{name_or_path!r}: revision {revision!r} not found ({err.__class__.__name__})") from err
+    except RepositoryNotFoundError as err:
+        raise CheckpointError(
+            f"{name_or_path!r} is neither a local folder nor a Hub repo you can access; check the name, or log in "
+            "(`hf auth login`) for a private repo"
+        ) from err
+    except LocalEntryNotFoundError as err:
+        raise CheckpointError(
+            f"{name_or_path!r} is not a local folder and is not in the Hugging Face cache, and the Hub cannot be "
+            "reached (offline mode or no network); download it first or pass a local folder"
+        ) from err
+    except HfHubHTTPError as err:
+        raise CheckpointError(f"{name_or_path!r}: the Hub refused the download ({err.__class__.__name__})") from err
+    path = Path(path)
+    commit = path.name if path.parent.name == "snapshots" and _COMMIT_RE.match(path.name) else None
+    return ResolvedRepo(path=path, name_or_path=name_or_path, revision=revision, commit=commit)
+
+
+def safetensors_files(
+    folder: str | os.PathLike, *, source: str | None = None, allow_pickle: bool = False
+) -> list[Path]:
+    """The safetensors weight files of a checkpoint folder (one file or the shards of an index).
+
+    Raises `UnsafeCheckpointError` for a folder holding only pickle weights unless `allow_pickle`, in which case
+    an empty list tells the caller to use its pickle path.
+    """
+    folder = Path(folder)
+    source = source or str(folder)
+    index = folder / SAFE_WEIGHTS_INDEX_NAME
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError) as err:
+            raise CheckpointError(
+                f"{source}: {SAFE_WEIGHTS_INDEX_NAME} is not a valid safetensors index ({err})"
+            ) from err
+        files = [folder / name for name in sorted(set(weight_map.values()))]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise CheckpointError(f"{source}: shards listed in {SAFE_WEIGHTS_INDEX_NAME} are missing: {missing}")
+        return files
+    if (folder / SAFE_WEIGHTS_NAME).is_file():
+        return [folder / SAFE_WEIGHTS_NAME]
+    others = sorted(p.name for p in folder.glob("*.safetensors"))
+    if len(others) == 1:
+        return [folder / others[0]]
+    pickles = sorted(p.name for pattern in PICKLE_PATTERNS for p in folder.glob(pattern))
+    if pickles:
+        if allow_pickle:
+            return []
+        raise UnsafeCheckpointError(
+            f"{source} only has pickle weights ({', '.join(pickles)}); hf_simo loads safetensors only because "
+            "unpickling can run arbitrary code. Convert the checkpoint to safetensors, or pass allow_pickle=True "
+            "(CLI: --allow-pickle) if you trust its author."
+        )
+    raise CheckpointError(
+        f"{source} has no weights: expected {SAFE_WEIGHTS_NAME} or {SAFE_WEIGHTS_INDEX_NAME}. If it is a Hub repo "
+        "with only pickle (.bin) weights, those were not downloaded on purpose: pass allow_pickle=True "
+        "(CLI: --allow-pickle) if you trust its author, or convert it to safetensors."
+    )
+
+
+__all__ = [
+    "CheckpointError",
+    "ResolvedRepo",
+    "UnsafeCheckpointError",
+    "resolve_repo",
+    "safetensors_files",
+    "split_revision",
+]

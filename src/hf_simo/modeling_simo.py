@@ -1,0 +1,485 @@
+"""`SimoModel`: one DINOv2 encoder, one pass, every task's head.
+
+The forward is split in two so re-alignment can reuse it: `encode` runs the encoder once and returns the
+layer-normed hidden states every head needs, `decode` runs the heads on them and brings each prediction to the
+input resolution. A model with one task is the single-task checkpoint format; merging stacks their heads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Dinov2Model, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_simo import SimoConfig, TaskSpec
+from .heads import build_head
+from .hub import CheckpointError, resolve_repo, safetensors_files
+from .losses import task_loss
+from .processing import make_image_processor
+from .weights import canonical_key
+
+
+@dataclass
+class SimoEncoding(ModelOutput):
+    """What the encoder computed once for all heads.
+
+    features: block index (1-based) -> layer-normed hidden states (B, 1 + h*w, C), CLS token first.
+    grid: the patch grid (h, w). padding: (top, bottom, left, right) pixels added to reach a patch multiple.
+    """
+
+    features: dict[int, torch.Tensor] | None = None
+    grid: tuple[int, int] | None = None
+    padding: tuple[int, int, int, int] | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class SimoModelOutput(ModelOutput):
+    """Per-task predictions at the input resolution and, with labels, per-task losses and their unweighted mean.
+
+    predictions: task -> (B, K, H, W) logits for segmentation, (B, C, H, W) values otherwise (unit vectors for
+    surface normals).
+    """
+
+    loss: torch.Tensor | None = None
+    task_losses: dict[str, torch.Tensor] | None = None
+    predictions: dict[str, torch.Tensor] | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class SimoPreTrainedModel(PreTrainedModel):
+    config_class = SimoConfig
+    config: SimoConfig
+    base_model_prefix = "dinov2"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["Dinov2Embeddings", "Dinov2Layer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+
+class SimoModel(SimoPreTrainedModel):
+    """A DINOv2 encoder shared by a `ModuleDict` of dense-prediction heads, one per task.
+
+    Example:
+
+    ```python
+    >>> from hf_simo import SimoModel
+    >>> model = SimoModel.from_pretrained("org/nyuv2-merged")
+    >>> out = model(pixel_values)                      # one encoder pass, every task
+    >>> out.predictions["depth"].shape                 # (B, 1, H, W)
+    >>> out = model(pixel_values, labels={"depth": depth})  # + task_losses and their mean in out.loss
+    ```
+    """
+
+    def __init__(self, config: SimoConfig):
+        super().__init__(config)
+        self.dinov2 = Dinov2Model(config.backbone_config)
+        # Never used without masked-image pre-training; frozen so DDP does not wait for its gradient.
+        if self.dinov2.embeddings.mask_token is not None:
+            self.dinov2.embeddings.mask_token.requires_grad_(False)
+        self.heads = nn.ModuleDict(
+            {name: build_head(spec, config.backbone_config) for name, spec in config.task_specs.items()}
+        )
+        self.post_init()
+
+    # ------------------------------------------------------------------ constructors
+
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone: str | os.PathLike | Dinov2Model,
+        tasks: dict[str, TaskSpec | dict[str, Any]],
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        allow_pickle: bool = False,
+        **config_kwargs,
+    ) -> SimoModel:
+        """Pre-trained DINOv2 encoder (Hub id, folder or `Dinov2Model`) + freshly initialised heads for `tasks`.
+
+        The encoder's id and resolved commit are recorded as `config.base_model_name_or_path` /
+        `base_model_revision`, the θ_0 that merging subtracts.
+        """
+        base_name, base_revision = None, None
+        if isinstance(backbone, Dinov2Model):
+            encoder = backbone
+            base_name = backbone.config.name_or_path or None
+        elif isinstance(backbone, (str, os.PathLike)):
+            resolved = resolve_repo(
+                backbone,
+                revision,
+                token=token,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                allow_pickle=allow_pickle,
+            )
+            safetensors_files(resolved.path, source=resolved.describe(), allow_pickle=allow_pickle)
+            encoder = load_dinov2_encoder(resolved.path, source=resolved.describe(), allow_pickle=allow_pickle)
+            base_name, base_revision = resolved.name_or_path, resolved.commit or resolved.revision
+        else:
+            raise TypeError(f"backbone must be a Hub id, a folder or a Dinov2Model, got {type(backbone).__name__}")
+        config = SimoConfig(
+            backbone_config=encoder.config.to_dict(),
+            tasks=tasks,
+            base_model_name_or_path=config_kwargs.pop("base_model_name_or_path", base_name),
+            base_model_revision=config_kwargs.pop("base_model_revision", base_revision),
+            **config_kwargs,
+        )
+        model = cls(config)
+        model.dinov2.load_state_dict(encoder.state_dict())
+        return model
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *model_args,
+        tasks: list[str] | None = None,
+        allow_pickle: bool = False,
+        **kwargs,
+    ) -> SimoModel:
+        """`PreTrainedModel.from_pretrained`, safetensors only unless `allow_pickle=True`, and strict.
+
+        The checkpoint is resolved through `hf_simo.hub.resolve_repo` (a folder, or a Hub repo id with `revision`,
+        `token`, `cache_dir`, `local_files_only`; offline mode honoured), then checked against its config before
+        any weight is loaded: a head without weights, weights of a head the config does not declare or a tensor
+        of the wrong shape is an error that names the task, not a warning followed by random weights.
+        `tasks` keeps a subset of the heads.
+        """
+        if kwargs.get("use_safetensors") is False and not allow_pickle:
+            raise ValueError("use_safetensors=False loads pickle weights; pass allow_pickle=True to allow it")
+        if kwargs.get("subfolder"):
+            raise ValueError("subfolder is not supported; pass the folder that holds config.json directly")
+        hub = {k: kwargs.pop(k) for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
+        resolved = resolve_repo(
+            pretrained_model_name_or_path,
+            hub.get("revision"),
+            token=hub.get("token"),
+            cache_dir=hub.get("cache_dir"),
+            local_files_only=hub.get("local_files_only", False),
+            allow_pickle=allow_pickle,
+        )
+        source = resolved.describe()
+        files = safetensors_files(resolved.path, source=source, allow_pickle=allow_pickle)
+        config = kwargs.pop("config", None) or SimoConfig.from_pretrained(resolved.path)
+        if not isinstance(config, SimoConfig):
+            raise CheckpointError(
+                f"{source} is a {config.model_type!r} checkpoint, not a SimoModel (model_type 'simo')"
+            )
+        if tasks is not None:
+            unknown = [t for t in tasks if t not in config.tasks]
+            if unknown:
+                raise KeyError(f"unknown task(s) {unknown}: {source} has tasks {config.task_names}")
+        if files:
+            check_checkpoint_matches_config(cls, config, files, source)
+            kwargs["use_safetensors"] = True
+        model = super().from_pretrained(resolved.path, *model_args, config=config, **kwargs)
+        if isinstance(model, tuple):  # output_loading_info=True
+            model[0].config.name_or_path = resolved.name_or_path
+        else:
+            model.config.name_or_path = resolved.name_or_path
+        if tasks is not None:
+            (model[0] if isinstance(model, tuple) else model).select_tasks(list(tasks))
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, image_processor=None, **kwargs):
+        """`PreTrainedModel.save_pretrained` (safetensors) + the image processor users need to prepare inputs."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            (image_processor or make_image_processor()).save_pretrained(save_directory)
+
+    # ------------------------------------------------------------------ tasks
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.heads.keys())
+
+    def add_task(self, name: str, spec: TaskSpec | dict[str, Any]) -> None:
+        """Add a freshly initialised head for a new task."""
+        if name in self.heads:
+            raise ValueError(f"task {name!r} already exists; drop it first to replace its head")
+        tasks = {**self.config.tasks, name: spec}
+        new_config = self.config.with_tasks(tasks)
+        head = build_head(new_config.get_task(name), self.config.backbone_config)
+        head.apply(self._init_weights)
+        self.heads[name] = head.to(device=self.device, dtype=self.dtype)
+        self.config.tasks = new_config.tasks
+
+    def select_tasks(self, names: list[str]) -> SimoModel:
+        """Keep only the heads of `names` (in that order), in place."""
+        self._check_task_names(names)
+        self.heads = nn.ModuleDict({name: self.heads[name] for name in names})
+        self.config.tasks = {name: self.config.tasks[name] for name in names}
+        return self
+
+    def drop_tasks(self, names: list[str]) -> SimoModel:
+        """Remove the heads of `names`, in place."""
+        self._check_task_names(names)
+        return self.select_tasks([name for name in self.task_names if name not in set(names)])
+
+    def _check_task_names(self, names) -> None:
+        if isinstance(names, str):
+            raise TypeError(f"expected a list of task names, got the string {names!r}")
+        unknown = [name for name in names if name not in self.heads]
+        if unknown:
+            raise KeyError(f"unknown task(s) {unknown}; this model has tasks {self.task_names}")
+
+    # ------------------------------------------------------------------ forward
+
+    def encode(
+        self,
+        pixel_values: torch.Tensor,
+        layers: list[int] | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> SimoEncoding:
+        """One encoder pass: layer-normed hidden states of `layers` (default: all blocks any head reads)."""
+        self._check_pixel_values(pixel_values)
+        layers = self.config.feature_layers() if layers is None else sorted(set(layers))
+        patch = _as_pair(self.config.backbone_config.patch_size)
+        height, width = pixel_values.shape[-2:]
+        padding = (0, 0, 0, 0)
+        if self.config.pad_to_patch_multiple:
+            pad_h, pad_w = (-height) % patch[0], (-width) % patch[1]
+            if pad_h or pad_w:
+                padding = (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
+                pixel_values = F.pad(pixel_values, (padding[2], padding[3], padding[0], padding[1]))
+        grid = (pixel_values.shape[-2] // patch[0], pixel_values.shape[-1] // patch[1])
+        outputs = self.dinov2(
+            pixel_values, output_hidden_states=True, output_attentions=bool(output_attentions), return_dict=True
+        )
+        features = {layer: self.dinov2.layernorm(outputs.hidden_states[layer]) for layer in layers}
+        return SimoEncoding(
+            features=features,
+            grid=grid,
+            padding=padding,
+            hidden_states=outputs.hidden_states if output_hidden_states else None,
+            attentions=outputs.attentions if output_attentions else None,
+        )
+
+    def decode(
+        self, encoding: SimoEncoding, tasks: list[str] | None = None, output_size: tuple[int, int] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Run the heads on an encoding; predictions at `output_size` (default: the un-padded input size)."""
+        tasks = self.task_names if tasks is None else list(tasks)
+        self._check_task_names(tasks)
+        top, bottom, left, right = encoding.padding or (0, 0, 0, 0)
+        patch = _as_pair(self.config.backbone_config.patch_size)
+        padded = (encoding.grid[0] * patch[0], encoding.grid[1] * patch[1])
+        predictions = {}
+        for name in tasks:
+            out = self.heads[name](encoding.features, encoding.grid)
+            if out.shape[-2:] != padded:
+                out = F.interpolate(out, size=padded, mode="bilinear", align_corners=False)
+            out = out[..., top : padded[0] - bottom, left : padded[1] - right]
+            if output_size is not None and tuple(out.shape[-2:]) != tuple(output_size):
+                out = F.interpolate(out, size=tuple(output_size), mode="bilinear", align_corners=False)
+            if self.config.tasks[name]["kind"] == "surface_normals":
+                out = F.normalize(out, dim=1)
+            predictions[name] = out
+        return predictions
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: dict[str, torch.Tensor] | None = None,
+        tasks: list[str] | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SimoModelOutput | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            Normalized images (see the saved image processor). Any size of at least one patch.
+        labels (`dict[str, torch.Tensor]`, *optional*):
+            Task -> labels at the input resolution: `(B, H, W)` integer class ids for segmentation, `(B, C, H, W)`
+            floats otherwise (`(B, H, W)` is accepted for one channel). Invalid pixels carry the task's
+            `ignore_index` / `invalid_value`. Losses are computed for the tasks present.
+        tasks (`list[str]`, *optional*):
+            Run only these heads (default: all).
+        """
+        if kwargs:
+            raise TypeError(f"SimoModel.forward got unexpected argument(s) {sorted(kwargs)}")
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        tasks = self.task_names if tasks is None else list(tasks)
+        self._check_task_names(tasks)
+        if labels is not None:
+            if not isinstance(labels, dict):
+                raise TypeError(f"labels must be a dict of task name -> tensor, got {type(labels).__name__}")
+            unknown = [name for name in labels if name not in tasks]
+            if unknown:
+                where = "this model has tasks" if any(n not in self.heads for n in unknown) else "selected tasks are"
+                raise KeyError(f"labels given for task(s) {unknown} that are not run; {where} {tasks}")
+        encoding = self.encode(
+            pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions
+        )
+        predictions = self.decode(encoding, tasks)
+
+        loss, task_losses = None, None
+        if labels is not None and labels:
+            task_losses = {}
+            for name, target in labels.items():
+                spec = self.config.get_task(name)
+                target = _check_labels(name, spec, target, pixel_values)
+                task_losses[name] = task_loss(spec, predictions[name], target)
+            loss = torch.stack(list(task_losses.values())).mean()
+
+        output = SimoModelOutput(
+            loss=loss,
+            task_losses=task_losses,
+            predictions=predictions,
+            hidden_states=encoding.hidden_states,
+            attentions=encoding.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        if not isinstance(pixel_values, torch.Tensor):
+            raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}")
+        if pixel_values.ndim != 4:
+            raise ValueError(
+                f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}"
+            )
+        channels = self.config.backbone_config.num_channels
+        if pixel_values.shape[1] != channels:
+            raise ValueError(
+                f"pixel_values has {pixel_values.shape[1]} channels, the encoder expects {channels}; "
+                "pass RGB images as (batch, 3, height, width)"
+            )
+        patch = _as_pair(self.config.backbone_config.patch_size)
+        height, width = pixel_values.shape[-2:]
+        if height < patch[0] or width < patch[1]:
+            raise ValueError(
+                f"image of {height}x{width} pixels is smaller than one {patch[0]}x{patch[1]} patch; "
+                f"resize inputs to at least {patch[0]}x{patch[1]}"
+            )
+        if not pixel_values.is_floating_point():
+            raise TypeError(f"pixel_values must be floating point (normalized images), got {pixel_values.dtype}")
+        if not torch.compiler.is_compiling() and not torch.isfinite(pixel_values).all():
+            raise ValueError("pixel_values contain NaN or inf; check the image loading and normalisation")
+
+
+def _as_pair(value) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
+
+
+def _check_labels(name: str, spec: TaskSpec, labels: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Validate one task's labels against its spec; return them in the canonical shape."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels for task {name!r} must be a torch.Tensor, got {type(labels).__name__}")
+    batch, _, height, width = pixel_values.shape
+    if spec.is_classification:
+        if labels.ndim == 4 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        expected = (batch, height, width)
+        if tuple(labels.shape) != expected:
+            raise ValueError(
+                f"labels for task {name!r} must have shape {expected} (class ids), got {tuple(labels.shape)}"
+            )
+        if labels.is_floating_point() or labels.dtype == torch.bool:
+            raise TypeError(f"labels for task {name!r} must be integer class ids (torch.long), got {labels.dtype}")
+        labels = labels.long()
+        valid = labels[labels != spec.ignore_index]
+        if valid.numel() and (valid.min() < 0 or valid.max() >= spec.num_outputs):
+            bad = valid[(valid < 0) | (valid >= spec.num_outputs)][0].item()
+            raise ValueError(
+                f"labels for task {name!r} contain class id {bad}, outside [0, {spec.num_outputs}) and not the "
+                f"ignore index {spec.ignore_index}"
+            )
+        return labels
+    channels = spec.num_outputs
+    if labels.ndim == 3 and channels == 1:
+        labels = labels.unsqueeze(1)
+    expected = (batch, channels, height, width)
+    if tuple(labels.shape) != expected:
+        raise ValueError(f"labels for task {name!r} must have shape {expected}, got {tuple(labels.shape)}")
+    if not labels.is_floating_point():
+        raise TypeError(f"labels for task {name!r} must be floating point, got {labels.dtype}")
+    if not torch.compiler.is_compiling() and not torch.isfinite(labels).all():
+        raise ValueError(
+            f"labels for task {name!r} contain NaN or inf; mark invalid pixels with invalid_value="
+            f"{spec.invalid_value} instead"
+        )
+    return labels
+
+
+def load_dinov2_encoder(
+    path: str | os.PathLike, *, source: str | None = None, allow_pickle: bool = False
+) -> Dinov2Model:
+    """The `Dinov2Model` of a local folder (a DINOv2 checkpoint, or a SimoModel's encoder); anything else is refused."""
+    from transformers import AutoConfig
+
+    source = source or os.fspath(path)
+    config = AutoConfig.from_pretrained(path)
+    if config.model_type == "simo":
+        return SimoModel.from_pretrained(path, allow_pickle=allow_pickle).dinov2
+    if config.model_type != "dinov2":
+        raise CheckpointError(
+            f"{source} is a {config.model_type!r} model, not DINOv2; hf_simo needs a Dinov2 encoder such as "
+            "facebook/dinov2-base"
+        )
+    return Dinov2Model.from_pretrained(path, use_safetensors=not allow_pickle)
+
+
+def check_checkpoint_matches_config(cls, config: SimoConfig, files, source: str) -> None:
+    """Compare the tensors in safetensors headers with those the config builds (on the meta device, no memory)."""
+    from safetensors import safe_open
+
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
+    found: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():
+                    found[canonical_key(key)] = tuple(handle.get_slice(key).get_shape())
+        except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
+            raise CheckpointError(f"{source}: {file.name} is not a readable safetensors file ({err})") from err
+
+    def task_of(key: str) -> str | None:
+        parts = key.split(".")
+        return parts[1] if len(parts) > 2 and parts[0] == "heads" else None
+
+    problems = []
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    for task in config.task_names:
+        if any(task_of(k) == task for k in missing):
+            problems.append(f"task {task!r} is in the config but its head has no weights in the checkpoint")
+    extra_tasks = sorted({task_of(k) for k in unexpected if task_of(k) and task_of(k) not in config.tasks})
+    if extra_tasks:
+        problems.append(f"the checkpoint has head weights for task(s) {extra_tasks} that its config does not declare")
+    partial = sorted({task_of(k) for k in unexpected if task_of(k) in config.tasks})
+    if partial:
+        problems.append(f"head(s) {partial} hold tensors their config does not build (different head type/options?)")
+    encoder_missing = [k for k in missing if task_of(k) is None]
+    if encoder_missing:
+        problems.append(f"encoder weights missing: {encoder_missing[:5]}{' ...' if len(encoder_missing) > 5 else ''}")
+    others = [k for k in unexpected if task_of(k) is None]
+    if others:
+        problems.append(f"unexpected weights: {others[:5]}{' ...' if len(others) > 5 else ''}")
+    mismatched = [k for k in expected if k in found and found[k] != expected[k]]
+    for key in mismatched[:5]:
+        owner = f"task {task_of(key)!r}" if task_of(key) else "encoder"
+        problems.append(
+            f"{owner}: {key} has shape {list(found[key])} in the weights, the config builds {list(expected[key])}"
+        )
+    if problems:
+        raise CheckpointError(f"{source} does not match its config.json: " + "; ".join(problems))
+
+
+__all__ = ["SimoEncoding", "SimoModel", "SimoModelOutput", "SimoPreTrainedModel", "load_dinov2_encoder"]
