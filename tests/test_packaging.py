@@ -40,3 +40,12 @@ def test_package_data_is_inside_the_package():
     package = Path(hf_simo.__file__).parent
     assert (package / "py.typed").is_file()
     assert (Path(EVALUATE_MODULE_PATH) / "dense_prediction.py").is_file()
+
+
+def test_every_subpackage_is_listed_for_setuptools():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    src = ROOT / "src"
+    found = {
+        ".".join(init.parent.relative_to(src).parts) for init in src.glob("hf_simo/**/__init__.py")
+    } | {"hf_simo.model_cards"}
+    assert found == listed, f"update [tool.setuptools] packages in pyproject.toml: {sorted(found ^ listed)}"

@@ -240,6 +240,11 @@ class SimoConfig(PreTrainedConfig):
             How this model's encoder was merged (method, hyper-parameters, sources with resolved commits).
         realignment (`dict`, *optional*):
             How the merged model was re-aligned (mode, rank, steps, samples, trainable parameters).
+        block_adapter (`str`, *optional*):
+            Adapters after each encoder block (representation re-alignment): `"linear"` (block(x) + W·x, where W is a
+            folded PEFT LoRA) or `"relu"` (the authors' o − up(ReLU(down(o))) variant). `None`: a plain encoder.
+        block_adapter_rank (`int`, *optional*):
+            Bottleneck size of the `"relu"` block adapter.
         pad_to_patch_multiple (`bool`, *optional*, defaults to `True`):
             Pad inputs whose size is not a multiple of the patch size (and crop the predictions back), instead of
             letting the patch embedding drop the remainder.
@@ -261,6 +266,8 @@ class SimoConfig(PreTrainedConfig):
     base_model_revision: str | None = None
     merge: dict | None = None
     realignment: dict | None = None
+    block_adapter: str | None = None
+    block_adapter_rank: int | None = None
     pad_to_patch_multiple: bool = True
     initializer_range: float = 0.02
 
@@ -274,6 +281,12 @@ class SimoConfig(PreTrainedConfig):
                 f"SimoConfig.backbone_config must be a Dinov2Config (model_type 'dinov2'), got {got!r}. "
                 "hf_simo merges DINOv2 encoders; pass a Dinov2Config or a dict with model_type='dinov2'."
             )
+        if self.block_adapter not in (None, "linear", "relu"):
+            raise ValueError(f"block_adapter must be None, 'linear' or 'relu', got {self.block_adapter!r}")
+        if self.block_adapter == "relu":
+            rank, hidden = self.block_adapter_rank, self.backbone_config.hidden_size
+            if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= hidden:
+                raise ValueError(f"block_adapter_rank must be an integer in [1, hidden_size={hidden}], got {rank!r}")
         tasks = self.tasks or {}
         if not isinstance(tasks, Mapping):
             raise TaskSpecError(f"tasks must be a mapping of task name -> task spec, got {type(tasks).__name__}")

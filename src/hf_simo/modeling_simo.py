@@ -17,6 +17,7 @@ from torch import nn
 from transformers import Dinov2Model, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from .block_adapters import attach_block_adapters, validate_rank
 from .configuration_simo import SimoConfig, TaskSpec
 from .heads import build_head
 from .hub import CheckpointError, resolve_repo, safetensors_files
@@ -92,6 +93,13 @@ class SimoModel(SimoPreTrainedModel):
             {name: build_head(spec, config.backbone_config) for name, spec in config.task_specs.items()}
         )
         self.post_init()
+        if config.block_adapter is not None:  # after post_init: adapters start at identity, not random
+            attach_block_adapters(
+                self.dinov2.encoder.layer,
+                config.block_adapter,
+                config.backbone_config.hidden_size,
+                config.block_adapter_rank,
+            )
 
     # ------------------------------------------------------------------ constructors
 
@@ -200,6 +208,19 @@ class SimoModel(SimoPreTrainedModel):
         super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             (image_processor or make_image_processor()).save_pretrained(save_directory)
+
+    def enable_block_adapters(self, kind: str = "linear", rank: int | None = None) -> SimoModel:
+        """Add identity-initialised adapters after every encoder block, in place (see `hf_simo.block_adapters`)."""
+        if self.config.block_adapter is not None:
+            raise ValueError(f"this model already has {self.config.block_adapter!r} block adapters")
+        hidden = self.config.backbone_config.hidden_size
+        if kind == "relu":
+            validate_rank(rank, hidden)
+        attach_block_adapters(self.dinov2.encoder.layer, kind, hidden, rank)
+        self.dinov2.encoder.layer.to(device=self.device, dtype=self.dtype)
+        self.config.block_adapter = kind
+        self.config.block_adapter_rank = rank if kind == "relu" else None
+        return self
 
     # ------------------------------------------------------------------ tasks
 
@@ -373,6 +394,23 @@ class SimoModel(SimoPreTrainedModel):
             raise ValueError("pixel_values contain NaN or inf; check the image loading and normalisation")
 
 
+_UNUSED_PARAMETER_MARKERS = ("embeddings.mask_token", ".fusion_stage.layers.0.residual_layer1.", "adapter_slot.weight")
+
+
+def is_unused_parameter(name: str) -> bool:
+    """Parameters no forward pass trains: DINOv2's mask token (no masked-image modelling here), the residual unit
+    of DPT's first fusion layer (it never gets a residual) and folded adapter slots (PEFT trains LoRA on them)."""
+    return any(marker in name for marker in _UNUSED_PARAMETER_MARKERS)
+
+
+def freeze_unused_parameters(module: nn.Module) -> nn.Module:
+    """Set `requires_grad=False` on `is_unused_parameter` names, so DDP does not wait for their gradients."""
+    for name, param in module.named_parameters():
+        if is_unused_parameter(name):
+            param.requires_grad_(False)
+    return module
+
+
 def _as_pair(value) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
 
@@ -482,4 +520,12 @@ def check_checkpoint_matches_config(cls, config: SimoConfig, files, source: str)
         raise CheckpointError(f"{source} does not match its config.json: " + "; ".join(problems))
 
 
-__all__ = ["SimoEncoding", "SimoModel", "SimoModelOutput", "SimoPreTrainedModel", "load_dinov2_encoder"]
+__all__ = [
+    "SimoEncoding",
+    "SimoModel",
+    "SimoModelOutput",
+    "SimoPreTrainedModel",
+    "freeze_unused_parameters",
+    "is_unused_parameter",
+    "load_dinov2_encoder",
+]

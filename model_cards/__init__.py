@@ -1,0 +1,1 @@
+"""Jinja templates of the model cards hf_simo writes (single-task, merged, re-aligned)."""

@@ -1,0 +1,341 @@
+"""Head re-alignment (paper 5.0.1): the merged encoder is frozen, its features are computed once, heads retrain.
+
+Features of the small multi-task validation set are cached (in memory, or on disk keyed by the encoder weights
+and the data), then every task head is retrained on them — all heads in one pass, each on its own loss, with its
+own gradient clipping and its own early stopping on a held-out part. Nothing here runs the encoder after the
+cache is built, which is what makes it cheap (see `benchmarks/realign_speed.py`).
+
+Augmentation changes the encoder's input, so it cannot reuse cached features: `augment` requires
+`encoder_in_the_loop=True`, which runs the (frozen) encoder on every batch instead — correct, and slower.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from ..losses import task_loss
+from ..modeling_simo import SimoEncoding, SimoModel, freeze_unused_parameters
+
+
+@dataclass
+class FeatureCache:
+    """Encoder features of a fixed set of images, with their labels.
+
+    features: block index -> (N, 1 + h*w, C); labels: task -> (N, ...); one grid and padding for all samples.
+    """
+
+    features: dict[int, torch.Tensor]
+    labels: dict[str, torch.Tensor]
+    grid: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    key: str = ""
+
+    def __len__(self) -> int:
+        return next(iter(self.features.values())).shape[0]
+
+    def encoding(self, index: torch.Tensor, device: torch.device | None = None) -> SimoEncoding:
+        return SimoEncoding(
+            features={layer: f[index].to(device=device, dtype=torch.float32) for layer, f in self.features.items()},
+            grid=self.grid,
+            padding=self.padding,
+        )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """One safetensors file, written atomically (temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {f"features.{k}": v.contiguous() for k, v in self.features.items()}
+        tensors |= {f"labels.{k}": v.contiguous() for k, v in self.labels.items()}
+        metadata = {"grid": json.dumps(list(self.grid)), "padding": json.dumps(list(self.padding)), "key": self.key}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FeatureCache:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+        tensors = load_file(str(path))
+        return cls(
+            features={int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("features.")},
+            labels={k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("labels.")},
+            grid=tuple(json.loads(metadata["grid"])),
+            padding=tuple(json.loads(metadata["padding"])),
+            key=metadata.get("key", ""),
+        )
+
+
+def encoder_fingerprint(model: SimoModel) -> str:
+    """sha256 of the encoder's tensors (names, shapes, dtypes, bytes): the cache key's model half."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.dinov2.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str((tuple(tensor.shape), str(tensor.dtype))).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def compute_feature_cache(
+    model: SimoModel,
+    batches: Iterable[dict],
+    *,
+    dtype: torch.dtype = torch.float32,
+    data_fingerprint: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> FeatureCache:
+    """Run the encoder once over `batches` ({"pixel_values", "labels"}) and keep what the heads read.
+
+    With `cache_dir` and `data_fingerprint` (e.g. a `datasets` fingerprint), the cache is stored on disk under a key
+    of the encoder weights, the data, the layers and the dtype, and reused when the same key comes back.
+    """
+    layers = model.config.feature_layers()
+    key = None
+    if cache_dir is not None and data_fingerprint is not None:
+        payload = json.dumps([encoder_fingerprint(model), data_fingerprint, layers, str(dtype)])
+        key = hashlib.sha256(payload.encode()).hexdigest()[:32]
+        path = Path(cache_dir) / f"features-{key}.safetensors"
+        if path.is_file():
+            return FeatureCache.load(path)
+    was_training = model.training
+    model.eval()
+    features: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    labels: dict[str, list[torch.Tensor]] = {}
+    grid = padding = size = None
+    try:
+        for batch in tqdm(batches, desc="Caching encoder features", disable=not progress):
+            pixel_values = batch["pixel_values"].to(model.device)
+            if size is not None and tuple(pixel_values.shape[-2:]) != size:
+                raise ValueError(
+                    f"cached features need one image size; got {tuple(pixel_values.shape[-2:])} after {size} "
+                    "(resize or crop the re-alignment data to a single size)"
+                )
+            size = tuple(pixel_values.shape[-2:])
+            encoding = model.encode(pixel_values, layers=layers)
+            grid, padding = encoding.grid, encoding.padding
+            for layer in layers:
+                features[layer].append(encoding.features[layer].to(device="cpu", dtype=dtype))
+            for task, value in batch["labels"].items():
+                labels.setdefault(task, []).append(value.cpu())
+    finally:
+        model.train(was_training)
+    if grid is None:
+        raise ValueError("no batches to compute features from: the re-alignment data is empty")
+    cache = FeatureCache(
+        features={k: torch.cat(v) for k, v in features.items()},
+        labels={k: torch.cat(v) for k, v in labels.items()},
+        grid=grid,
+        padding=padding,
+        key=key or "",
+    )
+    if key is not None:
+        cache.save(Path(cache_dir) / f"features-{key}.safetensors")
+    return cache
+
+
+@dataclass
+class HeadRealignmentResult:
+    """What head re-alignment did: per-task best held-out loss and epoch, steps and samples used."""
+
+    best_loss: dict[str, float]
+    best_epoch: dict[str, int]
+    epochs_run: int
+    steps: int
+    train_samples: int
+    heldout_samples: int
+    trainable_parameters: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class _PixelSource:
+    """Images kept as pixels; the frozen encoder runs on every batch (for augmentation and speed comparisons)."""
+
+    def __init__(self, model: SimoModel, pixel_values: torch.Tensor, labels: dict[str, torch.Tensor], augment):
+        self.model, self.pixel_values, self.labels, self.augment = model, pixel_values, labels, augment
+
+    def __len__(self) -> int:
+        return self.pixel_values.shape[0]
+
+    @torch.no_grad()
+    def batch(self, index: torch.Tensor, train: bool):
+        pixels = self.pixel_values[index].to(self.model.device)
+        labels = {k: v[index].to(self.model.device) for k, v in self.labels.items()}
+        if train and self.augment is not None:
+            pixels, labels = self.augment(pixels, labels)
+        was_training = self.model.dinov2.training
+        self.model.dinov2.eval()
+        encoding = self.model.encode(pixels)
+        self.model.dinov2.train(was_training)
+        return encoding, labels
+
+
+class _CachedSource:
+    def __init__(self, model: SimoModel, cache: FeatureCache):
+        self.model, self.cache = model, cache
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def batch(self, index: torch.Tensor, train: bool):
+        labels = {k: v[index].to(self.model.device) for k, v in self.cache.labels.items()}
+        return self.cache.encoding(index, self.model.device), labels
+
+
+def realign_heads(
+    model: SimoModel,
+    data: FeatureCache | Iterable[dict],
+    *,
+    tasks: list[str] | None = None,
+    epochs: int = 50,
+    batch_size: int = 16,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 1e-4,
+    max_grad_norm: float = 25.0,
+    heldout_fraction: float = 0.2,
+    patience: int = 5,
+    seed: int = 0,
+    encoder_in_the_loop: bool = False,
+    augment: Callable | None = None,
+    progress: bool = True,
+) -> HeadRealignmentResult:
+    """Retrain every head of `model` on a frozen encoder's features; heads end at their best held-out epoch.
+
+    `data` is a `FeatureCache` (the fast path) or batches `{"pixel_values", "labels"}`, which are cached first unless
+    `encoder_in_the_loop=True`. Optimiser as in the paper: AdamW, one-cycle schedule with 5% warm-up, clipping 25.
+    """
+    tasks = model.task_names if tasks is None else list(tasks)
+    model._check_task_names(tasks)
+    if augment is not None and not encoder_in_the_loop:
+        raise ValueError(
+            "augmentation changes the encoder's input, so cached features cannot be reused: pass "
+            "encoder_in_the_loop=True (runs the frozen encoder on every batch, slower) or augment=None"
+        )
+    if not 0.0 <= heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
+    if isinstance(data, FeatureCache):
+        if encoder_in_the_loop:
+            raise ValueError("encoder_in_the_loop needs pixel batches, not a FeatureCache")
+        source = _CachedSource(model, data)
+    elif encoder_in_the_loop:
+        batches = list(data)
+        if not batches:
+            raise ValueError("no batches to re-align the heads on: the re-alignment data is empty")
+        pixels = torch.cat([b["pixel_values"] for b in batches])
+        labels = {t: torch.cat([b["labels"][t] for b in batches]) for t in batches[0]["labels"]}
+        source = _PixelSource(model, pixels, labels, augment)
+    else:
+        source = _CachedSource(model, compute_feature_cache(model, data, progress=progress))
+    available = source.cache.labels if isinstance(source, _CachedSource) else source.labels
+    missing = [t for t in tasks if t not in available]
+    if missing:
+        raise KeyError(f"the re-alignment data has no labels for task(s) {missing}; it has {sorted(available)}")
+
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(source), generator=generator)
+    n_heldout = int(round(len(source) * heldout_fraction)) if heldout_fraction > 0 else 0
+    if heldout_fraction > 0 and n_heldout == 0 and len(source) > 1:
+        n_heldout = 1
+    heldout, train = order[:n_heldout], order[n_heldout:]
+    if len(train) == 0:
+        raise ValueError(f"not enough samples ({len(source)}) to train the heads with a held-out part")
+
+    model.dinov2.requires_grad_(False)
+    params = {}
+    for t in tasks:
+        freeze_unused_parameters(model.heads[t].requires_grad_(True))
+        params[t] = [p for p in model.heads[t].parameters() if p.requires_grad]
+    all_params = [p for t in tasks for p in params[t]]
+    optimizer = torch.optim.AdamW(all_params, lr=learning_rate, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=learning_rate, total_steps=max(1, steps_per_epoch * epochs), pct_start=0.05
+    )
+    specs = {t: model.config.get_task(t) for t in tasks}
+
+    def evaluate() -> dict[str, float]:
+        model.heads.eval()
+        totals = dict.fromkeys(tasks, 0.0)
+        with torch.no_grad():
+            for start in range(0, len(heldout), batch_size):
+                index = heldout[start : start + batch_size]
+                encoding, labels = source.batch(index, train=False)
+                predictions = model.decode(encoding, tasks)
+                for t in tasks:
+                    totals[t] += task_loss(specs[t], predictions[t], labels[t]).item() * len(index)
+        return {t: totals[t] / max(1, len(heldout)) for t in tasks}
+
+    best_loss = evaluate() if n_heldout else dict.fromkeys(tasks, math.inf)
+    best_state = {t: copy.deepcopy(model.heads[t].state_dict()) for t in tasks}
+    best_epoch = dict.fromkeys(tasks, 0)
+    history, steps, stale, epoch = [], 0, 0, 0
+    for epoch in tqdm(range(1, epochs + 1), desc="Head re-alignment", disable=not progress):
+        model.heads.train()
+        permutation = train[torch.randperm(len(train), generator=generator)]
+        running = dict.fromkeys(tasks, 0.0)
+        for start in range(0, len(permutation), batch_size):
+            index = permutation[start : start + batch_size]
+            encoding, labels = source.batch(index, train=True)
+            predictions = model.decode(encoding, tasks)
+            losses = {t: task_loss(specs[t], predictions[t], labels[t]) for t in tasks}
+            optimizer.zero_grad(set_to_none=True)
+            torch.stack(list(losses.values())).sum().backward()  # heads share nothing: one pass, T problems
+            for t in tasks:
+                torch.nn.utils.clip_grad_norm_(params[t], max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            steps += 1
+            for t in tasks:
+                running[t] += losses[t].item() * len(index)
+        record = {f"train/{t}": running[t] / len(train) for t in tasks}
+        improved = False
+        if n_heldout:
+            heldout_loss = evaluate()
+            record |= {f"heldout/{t}": v for t, v in heldout_loss.items()}
+            for t in tasks:
+                if heldout_loss[t] < best_loss[t]:
+                    best_loss[t], best_epoch[t], improved = heldout_loss[t], epoch, True
+                    best_state[t] = copy.deepcopy(model.heads[t].state_dict())
+        else:
+            best_state = {t: copy.deepcopy(model.heads[t].state_dict()) for t in tasks}
+            best_epoch = dict.fromkeys(tasks, epoch)
+            improved = True
+        history.append({"epoch": epoch, **record})
+        stale = 0 if improved else stale + 1
+        if n_heldout and stale >= patience:
+            break
+    for t in tasks:
+        model.heads[t].load_state_dict(best_state[t])
+    model.eval()
+    return HeadRealignmentResult(
+        best_loss=best_loss,
+        best_epoch=best_epoch,
+        epochs_run=epoch,
+        steps=steps,
+        train_samples=len(train),
+        heldout_samples=n_heldout,
+        trainable_parameters=sum(p.numel() for p in all_params),
+        history=history,
+    )
+
+
+__all__ = ["FeatureCache", "HeadRealignmentResult", "compute_feature_cache", "encoder_fingerprint", "realign_heads"]
