@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -203,11 +204,18 @@ class SimoModel(SimoPreTrainedModel):
             (model[0] if isinstance(model, tuple) else model).select_tasks(list(tasks))
         return model
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, image_processor=None, **kwargs):
-        """`PreTrainedModel.save_pretrained` (safetensors) + the image processor users need to prepare inputs."""
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, *args, image_processor=None, model_card: bool = True, **kwargs
+    ):
+        """`PreTrainedModel.save_pretrained` (safetensors) + the image processor users need to prepare inputs and a
+        model card (`README.md`, from `hf_simo.cards`; an existing README is kept)."""
         super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             (image_processor or make_image_processor()).save_pretrained(save_directory)
+            if model_card and not (Path(save_directory) / "README.md").exists():
+                from .cards import write_model_card
+
+                write_model_card(save_directory, self.config)
 
     def enable_block_adapters(self, kind: str = "linear", rank: int | None = None) -> SimoModel:
         """Add identity-initialised adapters after every encoder block, in place (see `hf_simo.block_adapters`)."""
