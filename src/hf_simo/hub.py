@@ -16,6 +16,7 @@ from pathlib import Path
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import (
     HfHubHTTPError,
+    HFValidationError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
@@ -115,6 +116,10 @@ def resolve_repo(
         raise CheckpointError(
             f"{name_or_path!r} is not a local folder and is not in the Hugging Face cache, and the Hub cannot be "
             "reached (offline mode or no network); download it first or pass a local folder"
+        ) from err
+    except HFValidationError as err:
+        raise CheckpointError(
+            f"{name_or_path!r} is neither a local folder nor a valid Hub repo id ('org/name'); check the path"
         ) from err
     except HfHubHTTPError as err:
         raise CheckpointError(f"{name_or_path!r}: the Hub refused the download ({err.__class__.__name__})") from err

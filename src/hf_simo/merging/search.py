@@ -1,0 +1,264 @@
+"""Choosing alpha (and density for TIES, lambda for consensus, ...) on a validation set.
+
+Every candidate is scored by the paper's normalized performance (eq. 1): the mean over tasks of the merged model's
+primary metric relative to the single-task baseline (given, or measured by evaluating each single-task checkpoint
+on the same data). The search is cheap: one `SimoModel` holds every head; for each setting of the method options
+the merged task vector tau_MTL is streamed once into memory, and each alpha only rewrites the encoder in place
+(`theta_0 + alpha * tau_MTL`, with exactly the arithmetic of `merge_to_folder`, so the selected candidate merged to
+disk has the very weights that were scored).
+
+TALL masks (`method="tall_mask"`) give each task its own encoder theta_0 + alpha * m_t * tau_MTL; the search scores
+each task with its own masked encoder, as the TALL-mask paper evaluates them (a merged SIMO model cannot hold
+them; `consensus` is their one-encoder form).
+
+The validation data is any re-iterable of batches `{"pixel_values": (B, 3, H, W) normalized, "labels": {task:
+tensor}}`, such as a `DataLoader`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers.initialization import no_init_weights
+
+from ..metrics import MultiTaskMetrics, normalized_performance, render_table, task_normalized_performance
+from ..modeling_simo import SimoModel
+from .engine import _build_config, _collect_options, _head_plan, _load_coefficients, _MergeJob, open_sources
+from .methods import apply_task_vector, final_scale, resolve_method, tall_mask, validate_alpha
+from .sources import DEFAULT_MAX_RELATIVE_DISTANCE
+
+
+DEFAULT_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+BASELINE_LABEL = "single-task"
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One evaluated setting: method, options, alpha, and what it scored."""
+
+    method: str
+    options: dict[str, Any]
+    alpha: float
+    results: dict[str, dict[str, float]]
+    values: dict[str, float]
+    normalized: dict[str, float]
+    score: float
+
+    @property
+    def label(self) -> str:
+        options = ", ".join(f"{k}={v}" for k, v in self.options.items() if v is not None)
+        return f"{self.method}({options}{', ' if options else ''}alpha={self.alpha:g})"
+
+    def merge_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments that make `merge`/`merge_to_folder` build this candidate (not for `tall_mask`, whose
+        tasks each use their own encoder)."""
+        return {"method": self.method, "options": dict(self.options), "alpha": self.alpha}
+
+
+@dataclasses.dataclass
+class SearchResult:
+    candidates: list[Candidate]
+    baselines: dict[str, float]
+    metric_names: dict[str, str]
+
+    @property
+    def best(self) -> Candidate:
+        """Highest normalized performance (the first one on ties; NaN scores never win)."""
+        scored = [c for c in self.candidates if not math.isnan(c.score)]
+        if not scored:
+            raise ValueError("no candidate has a finite score")
+        return max(scored, key=lambda c: c.score)
+
+    def table(self) -> str:
+        rows = {BASELINE_LABEL: dict(self.baselines)}
+        extra = {}
+        best = self.best
+        for candidate in self.candidates:
+            rows[candidate.label] = candidate.values
+            extra[candidate.label] = {
+                "norm. perf.": f"{100 * candidate.score:.1f}%",
+                "best": "*" if candidate is best else "",
+            }
+        return render_table(rows, BASELINE_LABEL, self.metric_names, extra_columns=extra)
+
+
+def _batches(data: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
+    if iter(data) is data:  # a one-shot iterator: keep its batches, the search iterates once per candidate
+        warnings.warn("validation data is a one-shot iterator; caching its batches in memory", stacklevel=3)
+        return list(data)
+    return data
+
+
+@torch.no_grad()
+def evaluate(
+    model: SimoModel,
+    data: Iterable[Mapping[str, Any]],
+    tasks: Sequence[str] | None = None,
+    max_batches: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Metrics of `model` on `data` for `tasks` (default: all), with the core `MultiTaskMetrics`."""
+    tasks = list(tasks or model.task_names)
+    specs = {name: model.config.get_task(name) for name in tasks}
+    metrics = MultiTaskMetrics(specs)
+    device = next(model.parameters()).device
+    for index, batch in enumerate(data):
+        if max_batches is not None and index >= max_batches:
+            break
+        labels = {name: batch["labels"][name].to(device) for name in tasks if name in batch["labels"]}
+        if not labels:
+            continue
+        outputs = model(batch["pixel_values"].to(device), tasks=list(labels))
+        metrics.update(outputs.predictions, labels)
+    return metrics.compute()
+
+
+def _grid(options: Mapping[str, Sequence[Any]] | None) -> list[dict[str, Any]]:
+    if not options:
+        return [{}]
+    names = list(options)
+    values = []
+    for name in names:
+        choices = options[name]
+        if isinstance(choices, (str, bytes)) or not isinstance(choices, Iterable):
+            choices = [choices]
+        values.append(list(choices))
+    return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+
+
+def search(
+    tasks: Sequence[Any],
+    data: Iterable[Mapping[str, Any]],
+    base: str | os.PathLike | Any | None = None,
+    method: str = "task_arithmetic",
+    *,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    options: Mapping[str, Any] | None = None,
+    baselines: Mapping[str, float] | None = None,
+    coefficients: Any = None,
+    device: str | torch.device | None = None,
+    max_batches: int | None = None,
+    base_revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    allow_pickle: bool = False,
+    max_relative_distance: float | None = DEFAULT_MAX_RELATIVE_DISTANCE,
+    progress: bool = True,
+    verbose: bool = True,
+) -> SearchResult:
+    """Grid search of `alphas` x `grid` (method options, e.g. `{"density": [0.1, 0.2]}`) by normalized performance.
+
+    Args:
+        tasks, base: the sources, as in `merge`.
+        data: validation batches (re-iterable; a one-shot iterator is cached).
+        grid: option name -> values to try; `options`: fixed options.
+        baselines: task -> the single-task model's primary metric (default: measured on `data`).
+        verbose: print the table of every candidate.
+    Returns a `SearchResult`; `result.best.merge_kwargs()` feeds `merge_to_folder`.
+    """
+    alphas = [validate_alpha(a) for a in alphas]
+    if not alphas:
+        raise ValueError("alphas must not be empty")
+    settings = []
+    for combo in _grid(grid):
+        name, resolved = resolve_method(method, _collect_options(options, combo))
+        settings.append((name, resolved, combo))
+    coefficients = _load_coefficients(coefficients)
+    data = _batches(data)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    hub = {"token": token, "cache_dir": cache_dir, "local_files_only": local_files_only, "allow_pickle": allow_pickle}
+    with open_sources(base, tasks, base_revision=base_revision, **hub) as sources:
+        first_job = _MergeJob(sources, settings[0][0], settings[0][1], 1.0, None, None, False, allow_per_task=True)
+        config = _build_config(first_job, torch.float32)
+        with no_init_weights():
+            model = SimoModel(config)
+        state = model.state_dict()
+        for name, checkpoint, raw, _ in _head_plan(first_job, torch.float32, True):
+            state[name].copy_(checkpoint.reader.get(raw))
+        theta0 = {key: sources.base.encoder_tensor(key).to(torch.float32) for key in first_job.keys}
+        model.to(device).eval()
+        encoder_state = model.dinov2.state_dict()
+        metric_names = {name: spec.metric for name, spec in config.task_specs.items()}
+
+        def load_encoder(tensors: Mapping[str, torch.Tensor]) -> None:
+            for key, tensor in tensors.items():
+                encoder_state[key].copy_(tensor)
+
+        if baselines is None:
+            baselines = {}
+            for checkpoint in tqdm(sources.tasks, desc="single-task baselines", disable=not progress, leave=False):
+                load_encoder({key: checkpoint.encoder_tensor(key) for key in first_job.keys})
+                results = evaluate(model, data, [checkpoint.task], max_batches)
+                baselines[checkpoint.task] = results[checkpoint.task][metric_names[checkpoint.task]]
+        else:
+            missing = [t for t in config.task_names if t not in baselines]
+            if missing:
+                raise KeyError(f"no baseline value for task(s) {missing}; give all or none")
+            baselines = {t: float(baselines[t]) for t in config.task_names}
+
+        candidates: list[Candidate] = []
+        evaluations = sum(len(alphas) * (len(sources.tasks) if name == "tall_mask" else 1) for name, _, _ in settings)
+        bar = tqdm(total=evaluations, desc=f"search {settings[0][0]}", disable=not progress)
+
+        def score(name: str, resolved: dict[str, Any], alpha: float, results: dict[str, dict[str, float]]) -> None:
+            values = MultiTaskMetrics(config.task_specs).primary(results)
+            per_task = task_normalized_performance(values, baselines, metric_names)
+            total = normalized_performance(values, baselines, metric_names)
+            candidates.append(Candidate(name, dict(resolved), alpha, results, values, per_task, total))
+
+        for name, resolved, _ in settings:
+            job = _MergeJob(
+                sources, name, resolved, 1.0, coefficients, max_relative_distance, False, allow_per_task=True
+            )
+            job.prepare()
+            merged = {key: tau for key, _, tau in job.encoder(return_task_vector=True)}
+            if name == "tall_mask":  # each task evaluated with its own encoder theta_0 + alpha * m_t * tau_MTL
+                per_alpha: dict[float, dict[str, dict[str, float]]] = {alpha: {} for alpha in alphas}
+                for checkpoint in sources.tasks:
+                    masked = {}
+                    for key in job.keys:
+                        tau_t = checkpoint.encoder_tensor(key).to(torch.float32) - theta0[key]
+                        masked[key] = merged[key] * tall_mask(tau_t, merged[key], resolved["tall_lambda"])
+                    for alpha in alphas:
+                        load_encoder({key: apply_task_vector(theta0[key], masked[key], alpha) for key in job.keys})
+                        results = evaluate(model, data, [checkpoint.task], max_batches)
+                        per_alpha[alpha][checkpoint.task] = results[checkpoint.task]
+                        bar.update(1)
+                    del masked
+                for alpha in alphas:
+                    score(name, resolved, alpha, per_alpha[alpha])
+            else:
+                for alpha in alphas:
+                    load_encoder(
+                        {
+                            key: apply_task_vector(
+                                theta0[key],
+                                merged[key],
+                                final_scale(
+                                    job.method, job.options, alpha, job.groups[key], job.num_layers, job.lines_alpha
+                                ),
+                            )
+                            for key in job.keys
+                        }
+                    )
+                    score(name, resolved, alpha, evaluate(model, data, None, max_batches))
+                    bar.update(1)
+            del merged
+        bar.close()
+    result = SearchResult(candidates=candidates, baselines=baselines, metric_names=metric_names)
+    if verbose:
+        print(result.table())
+        print(f"best: {result.best.label} (normalized performance {100 * result.best.score:.1f}%)")
+    return result
+
+
+__all__ = ["BASELINE_LABEL", "Candidate", "DEFAULT_ALPHAS", "SearchResult", "evaluate", "search"]

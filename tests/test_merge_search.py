@@ -1,0 +1,128 @@
+"""Coefficient search on a validation set, scored by normalized performance against single-task baselines."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import random_labels
+from hf_simo import SimoModel
+from hf_simo.merging import merge, search
+from hf_simo.merging.search import evaluate
+from test_merge_fixtures import build_sources
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    return build_sources(tmp_path_factory.mktemp("search"))
+
+
+@pytest.fixture(scope="module")
+def data(sources):
+    _, tasks = sources
+    config = merge(tasks, progress=False).config
+    batches = []
+    for seed in range(3):
+        generator = torch.Generator().manual_seed(seed)
+        pixels = torch.randn(2, 3, 32, 32, generator=generator)
+        batches.append({"pixel_values": pixels, "labels": random_labels(config, 2, 32, 32, seed=seed)})
+    return batches
+
+
+def test_search_scores_every_candidate_and_the_best_one_reproduces(sources, data, capsys):
+    base, tasks = sources
+    result = search(tasks, data, base, "ties", alphas=[0.0, 0.5, 1.0], grid={"density": [0.2, 0.6]}, progress=False)
+    assert len(result.candidates) == 6
+    assert [(c.options["density"], c.alpha) for c in result.candidates] == [
+        (0.2, 0.0),
+        (0.2, 0.5),
+        (0.2, 1.0),
+        (0.6, 0.0),
+        (0.6, 0.5),
+        (0.6, 1.0),
+    ]
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 1 + 6 and rows[1].startswith("| single-task |")
+    assert (
+        sum(row.startswith("| ties(density=") for row in rows) == 6 and sum(row.endswith("| * |") for row in rows) == 1
+    )
+    assert "best: ties(" in table
+    best = result.best
+    assert best.score == max(c.score for c in result.candidates)
+    # the in-place swap evaluated exactly the weights that merge() builds for this candidate
+    rebuilt = merge(tasks, base, **best.merge_kwargs(), progress=False)
+    assert evaluate(rebuilt, data) == best.results
+    # alpha = 0 is the base encoder for every density
+    zero = [c for c in result.candidates if c.alpha == 0.0]
+    assert zero[0].values == zero[1].values
+
+
+def test_baselines_are_the_single_task_checkpoints_on_the_same_data(sources, data):
+    base, tasks = sources
+    result = search(tasks, data, base, alphas=[1.0], progress=False, verbose=False)
+    for folder, task in zip(tasks, ["segmentation", "depth", "normals"]):
+        single = SimoModel.from_pretrained(folder).eval()
+        metric = single.config.get_task(task).metric
+        assert result.baselines[task] == evaluate(single, data)[task][metric]
+    candidate = result.candidates[0]
+    expected = sum(candidate.normalized.values()) / 3
+    assert math.isclose(candidate.score, expected)
+    for task, value in candidate.values.items():
+        higher = result.metric_names[task] == "miou"
+        ratio = value / result.baselines[task] if higher else result.baselines[task] / value
+        assert math.isclose(candidate.normalized[task], ratio)
+
+
+def test_given_baselines_are_used_and_must_cover_all_tasks(sources, data):
+    base, tasks = sources
+    baselines = {"segmentation": 0.5, "depth": 0.1, "normals": 30.0}
+    result = search(tasks, data, base, alphas=[0.5], baselines=baselines, progress=False, verbose=False)
+    assert result.baselines == baselines
+    with pytest.raises(KeyError, match="normals"):
+        search(tasks, data, base, alphas=[0.5], baselines={"segmentation": 0.5, "depth": 0.1}, progress=False)
+
+
+def test_consensus_lambda_grid_and_one_shot_iterators(sources, data):
+    base, tasks = sources
+    with pytest.warns(UserWarning, match="one-shot iterator"):
+        result = search(
+            tasks,
+            iter(data),
+            base,
+            "consensus",
+            alphas=[0.5, 1.0],
+            grid={"tall_lambda": [0.2, 0.6]},
+            progress=False,
+            verbose=False,
+        )
+    assert len(result.candidates) == 4
+    assert {c.options["tall_lambda"] for c in result.candidates} == {0.2, 0.6}
+    assert all(math.isfinite(c.score) for c in result.candidates)
+
+
+def test_tall_mask_scores_each_task_with_its_own_masked_encoder(sources, data):
+    from hf_simo.merging.methods import tall_mask
+    from test_merge_fixtures import encoder_state
+
+    base, tasks = sources
+    result = search(
+        tasks, data, base, "tall_mask", alphas=[1.0], grid={"tall_lambda": [0.2, 0.6]}, progress=False, verbose=False
+    )
+    assert [c.options["tall_lambda"] for c in result.candidates] == [0.2, 0.6]
+    theta0 = encoder_state(base)
+    vectors = [{k: v - theta0[k] for k, v in encoder_state(f).items()} for f in tasks]
+    merged = {k: vectors[0][k] + vectors[1][k] + vectors[2][k] for k in theta0}
+    for candidate in result.candidates:
+        for folder, task, tau in zip(tasks, ["segmentation", "depth", "normals"], vectors):
+            single = SimoModel.from_pretrained(folder).eval()
+            single.dinov2.load_state_dict(
+                {
+                    k: theta0[k] + merged[k] * tall_mask(tau[k], merged[k], candidate.options["tall_lambda"])
+                    for k in theta0
+                }
+            )
+            assert evaluate(single, data)[task] == candidate.results[task], (task, candidate.label)
+    assert result.candidates[0].values != result.candidates[1].values
