@@ -2,9 +2,9 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_model, write_hub_cache
 from safetensors.torch import save_file
 
+from conftest import tiny_model, write_hub_cache
 from hf_simo.hub import (
     CheckpointError,
     UnsafeCheckpointError,
@@ -40,6 +40,7 @@ def test_resolve_hub_repo_offline_records_commit(tmp_path, hub_cache):
     tiny_model().save_pretrained(tmp_path / "m")
     commit_main = write_hub_cache(tmp_path / "m", "org/repo")
     commit_v1 = write_hub_cache(tmp_path / "m", "org/repo", revision="v1", commit="1" * 40)
+    assert commit_v1 == "1" * 40
     main = resolve_repo("org/repo")
     assert main.commit == commit_main and main.revision is None
     assert main.describe() == f"org/repo@{commit_main[:12]}"

@@ -355,3 +355,17 @@ def test_config_built_model_has_no_hub_calls(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", boom)
     model = SimoModel(tiny_config(base_model_name_or_path="facebook/dinov2-base"))
     assert isinstance(model.dinov2, Dinov2Model)
+
+
+def test_loaded_models_keep_unused_parameters_frozen(tmp_path):
+    """DDP waits for a gradient of every trainable parameter: the unused ones must stay frozen after loading."""
+    tiny_model().save_pretrained(tmp_path)
+    loaded = SimoModel.from_pretrained(tmp_path)
+    frozen = {n for n, p in loaded.named_parameters() if not p.requires_grad}
+    assert "dinov2.embeddings.mask_token" in frozen
+    assert any("fusion_stage.layers.0.residual_layer1" in n for n in frozen)
+    assert all(p.requires_grad for n, p in loaded.named_parameters() if n not in frozen)
+    loaded.train()
+    out = loaded(torch.randn(1, 3, 16, 16), labels=random_labels(loaded.config, 1, 16, 16))
+    out.loss.backward()
+    assert all(p.grad is not None for p in loaded.parameters() if p.requires_grad)

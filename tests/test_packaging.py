@@ -1,6 +1,8 @@
 """The packaging promises: one place per setting, the CLI entry point, package data that ships."""
 
 import configparser
+
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -45,7 +47,7 @@ def test_package_data_is_inside_the_package():
 def test_every_subpackage_is_listed_for_setuptools():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     src = ROOT / "src"
-    found = {
-        ".".join(init.parent.relative_to(src).parts) for init in src.glob("hf_simo/**/__init__.py")
-    } | {"hf_simo.model_cards"}
+    found = {".".join(init.parent.relative_to(src).parts) for init in src.glob("hf_simo/**/__init__.py")} | {
+        "hf_simo.model_cards"
+    }
     assert found == listed, f"update [tool.setuptools] packages in pyproject.toml: {sorted(found ^ listed)}"

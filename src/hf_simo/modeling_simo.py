@@ -200,8 +200,10 @@ class SimoModel(SimoPreTrainedModel):
             model[0].config.name_or_path = resolved.name_or_path
         else:
             model.config.name_or_path = resolved.name_or_path
+        loaded = model[0] if isinstance(model, tuple) else model
         if tasks is not None:
-            (model[0] if isinstance(model, tuple) else model).select_tasks(list(tasks))
+            loaded.select_tasks(list(tasks))
+        freeze_unused_parameters(loaded)  # from_pretrained re-enables every gradient; DDP needs these off
         return model
 
     def save_pretrained(

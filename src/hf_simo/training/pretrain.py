@@ -1,0 +1,290 @@
+"""A small DINOv2 encoder pre-trained from scratch on the benchmark images with masked image modelling (SimMIM).
+
+Why SimMIM: it needs no labels, no teacher network and no multi-crop, it trains a plain `Dinov2Model` through the
+model's own `mask_token` / `bool_masked_pos` (so the result is a standard DINOv2 checkpoint), and predicting masked
+pixels from context teaches the local geometry and texture cues that dense tasks read. A linear decoder maps each
+final patch token to the pixels of its patch (SimMIM's one-layer head); the loss is the L1 error on the masked
+patches, optionally on per-patch normalised pixels (MAE's norm-pix target). Contrastive or self-distillation
+objectives (DINO) need momentum teachers, many views and far more steps than a few CPU minutes to avoid collapse.
+
+The encoder is saved as a `Dinov2Model` folder (config.json + model.safetensors) that every recipe accepts in place
+of `facebook/dinov2-base`. `default_encoder` builds it on first use under `$HF_HOME/hf_simo/encoders/<key>`, keyed by
+the arguments that define it, so later runs with the same arguments reuse it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Dinov2Config, Dinov2Model
+
+from ..processing import normalize_images
+from .args import DataArguments, EncoderArguments, RunArguments, as_dict, identity, parse_args
+from .data import check_splits, load_training_data
+from .loop import Stage, StepOutput, TrainerConfig, fit
+from .run import (
+    check_output_dir,
+    claim_output_dir,
+    cleanup_checkpoints,
+    model_dir,
+    push_folder_to_hub,
+    save_atomically,
+    write_summary,
+)
+from .utils import configure_threads, finish_tracking, init_tracking, make_accelerator
+
+
+logger = logging.getLogger(__name__)
+
+
+class MaskedImageModeling(nn.Module):
+    """SimMIM around a `Dinov2Model`: masked patches become `mask_token`, a linear decoder predicts their pixels."""
+
+    def __init__(self, encoder: Dinov2Model, norm_pix_loss: bool = True):
+        super().__init__()
+        self.dinov2 = encoder
+        config = encoder.config
+        self.patch_size = int(config.patch_size)
+        self.norm_pix_loss = norm_pix_loss
+        self.decoder = nn.Linear(config.hidden_size, self.patch_size**2 * config.num_channels)
+        self.dinov2.embeddings.mask_token.requires_grad_(True)
+
+    def patchify(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, N, p*p*C) in the patch order of the encoder's tokens."""
+        p = self.patch_size
+        b, c, h, w = images.shape
+        x = images.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+    def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (mean loss, per-sample loss) over the masked patches."""
+        tokens = self.dinov2(pixel_values, bool_masked_pos=bool_masked_pos).last_hidden_state[:, 1:]
+        prediction = self.decoder(tokens)
+        target = self.patchify(pixel_values).to(prediction.dtype)
+        if self.norm_pix_loss:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6).sqrt()
+        error = (prediction.float() - target.float()).abs().mean(dim=-1)
+        mask = bool_masked_pos.float()
+        per_sample = (error * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        return per_sample.mean(), per_sample
+
+
+def make_mask_transform(
+    image_size: int, patch_size: int, mask_ratio: float, mask_patch_size: int, augment: bool = True
+):
+    """Batch transform adding `bool_masked_pos` (block masks of `mask_patch_size` pixels) and, when `augment`,
+    a random scale-crop and horizontal flip of the images. Drawn from the loop's per-batch generator."""
+    if mask_patch_size % patch_size:
+        raise ValueError(f"mask_patch_size ({mask_patch_size}) must be a multiple of patch_size ({patch_size})")
+    if image_size % mask_patch_size:
+        raise ValueError(f"image_size ({image_size}) must be a multiple of mask_patch_size ({mask_patch_size})")
+    if not 0 < mask_ratio < 1:
+        raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+    blocks = image_size // mask_patch_size
+    scale = mask_patch_size // patch_size
+    num_masked = max(1, int(round(mask_ratio * blocks * blocks)))
+
+    def transform(batch: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
+        images = batch["image"]
+        b = images.shape[0]
+        if augment:
+            from ..data import random_scale_crop
+
+            images = random_scale_crop({"image": images}, {}, generator=generator)["image"]
+            flip = (torch.rand(b, generator=generator) < 0.5).to(images.device).view(-1, 1, 1, 1)
+            images = torch.where(flip, images.flip(-1), images)
+        order = torch.rand(b, blocks * blocks, generator=generator).argsort(dim=1)
+        mask = torch.zeros(b, blocks * blocks, dtype=torch.bool)
+        mask.scatter_(1, order[:, :num_masked], True)
+        mask = mask.view(b, blocks, blocks).repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+        return {"image": images, "bool_masked_pos": mask.reshape(b, -1).to(images.device)}
+
+    return transform
+
+
+def mim_loss(model: nn.Module, batch: dict[str, Any]) -> StepOutput:
+    loss, per_sample = model(normalize_images(batch["image"]), batch["bool_masked_pos"])
+    return StepOutput(loss=loss, sample_losses=None if model.training else per_sample.detach())
+
+
+def encoder_config(args: EncoderArguments, image_size: int) -> Dinov2Config:
+    return Dinov2Config(
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.num_hidden_layers,
+        num_attention_heads=args.num_attention_heads,
+        mlp_ratio=args.mlp_ratio,
+        patch_size=args.patch_size,
+        image_size=image_size,
+    )
+
+
+def _digest(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def encoder_cache_dir(encoder: EncoderArguments, data: DataArguments, seed: int) -> Path:
+    """`$HF_HOME/hf_simo/encoders/<key>`: the key hashes every argument that changes the encoder."""
+    from ..data._common import default_cache_root
+
+    key = identity(encoder, data) | {"seed": seed}
+    tag = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(data.dataset).name) or "dataset"
+    name = f"{tag}-h{encoder.hidden_size}-l{encoder.num_hidden_layers}-p{encoder.patch_size}-{_digest(key)}"
+    return default_cache_root() / "encoders" / name
+
+
+def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArguments) -> Path:
+    """Pre-train (or resume, or reuse) the small encoder; returns the `Dinov2Model` folder."""
+    configure_threads(run.num_threads)
+    output_dir = Path(run.output_dir) if run.output_dir else encoder_cache_dir(encoder, data, run.seed)
+    accelerator = make_accelerator(
+        output_dir,
+        mixed_precision=run.mixed_precision,
+        gradient_accumulation_steps=run.gradient_accumulation_steps,
+        seed=run.seed,
+        log_with=run.log_with,
+        run_name="pretrain_encoder",
+    )
+    run_args = {"recipe": "pretrain_encoder", **identity(encoder, data, run)}
+    status = check_output_dir(accelerator, output_dir, run_args, run.overwrite_output_dir)
+    final = model_dir(output_dir)
+    if status == "complete":
+        accelerator.print(f"encoder already pre-trained: {final}")
+        _maybe_push(accelerator, final, run)
+        return final
+    from accelerate.utils import set_seed
+
+    set_seed(run.seed)
+    datasets = load_training_data(
+        data.dataset,
+        dataset_path=data.dataset_path,
+        image_size=data.image_size,
+        train_samples=data.train_samples,
+        validation_samples=data.validation_samples,
+        data_seed=data.data_seed,
+        cache_dir=data.dataset_cache_dir,
+    )
+    check_splits(datasets)
+    train = datasets["train"].select_columns(["image"])
+    validation = datasets["validation"].select_columns(["image"])
+    if data.max_train_samples:
+        train = train.select(range(min(len(train), data.max_train_samples)))
+    if data.max_eval_samples:
+        validation = validation.select(range(min(len(validation), data.max_eval_samples)))
+    height, width = train[0]["image"].shape[-2:]
+    if height != width:
+        raise ValueError(f"pre-training expects square images, got {height}x{width}")
+    model = MaskedImageModeling(Dinov2Model(encoder_config(encoder, int(height))), norm_pix_loss=encoder.norm_pix_loss)
+    claim_output_dir(accelerator, output_dir, run_args, status)
+    stage = Stage(
+        "mim",
+        trainable=[""],
+        learning_rate=encoder.learning_rate,
+        num_epochs=encoder.num_epochs,
+        warmup_ratio=run.warmup_ratio,
+        weight_decay=run.weight_decay,
+        early_stopping_patience=None,
+        restore_best=False,
+        eval_steps=run.eval_steps,
+    )
+    config = TrainerConfig(
+        output_dir=output_dir,
+        train_batch_size=encoder.batch_size,
+        eval_batch_size=run.per_device_eval_batch_size,
+        max_grad_norm=run.max_grad_norm,
+        seed=run.seed,
+        checkpointing_steps=run.checkpointing_steps,
+        checkpoints_total_limit=run.checkpoints_total_limit,
+        logging_steps=run.logging_steps,
+        stop_after_steps=run.stop_after_steps,
+        dataloader_num_workers=run.dataloader_num_workers,
+        progress_bar=not run.disable_progress_bar,
+    )
+    init_tracking(accelerator, "pretrain_encoder", as_dict(encoder, data, run))
+    masks = dict(
+        image_size=int(height),
+        patch_size=encoder.patch_size,
+        mask_ratio=encoder.mask_ratio,
+        mask_patch_size=encoder.mask_patch_size,
+    )
+    result = fit(
+        accelerator,
+        model,
+        [stage],
+        train,
+        validation,
+        mim_loss,
+        config,
+        train_transform=make_mask_transform(**masks, augment=data.augment),
+        eval_transform=make_mask_transform(**masks, augment=False),
+    )
+    finish_tracking(accelerator)
+    if result.interrupted:
+        accelerator.print(f"stopped after {result.state.global_step} steps; run again to resume ({output_dir})")
+        return final
+    trained: MaskedImageModeling = result.model
+    save_atomically(accelerator, final, lambda tmp: trained.dinov2.save_pretrained(tmp))
+    write_summary(
+        accelerator,
+        output_dir,
+        {
+            "recipe": "pretrain_encoder",
+            "model": str(final),
+            "parameters": sum(p.numel() for p in trained.dinov2.parameters()),
+            "train_seconds": result.train_seconds,
+            "num_processes": accelerator.num_processes,
+            "history": result.history,
+        },
+    )
+    if not run.keep_checkpoints:
+        cleanup_checkpoints(accelerator, output_dir)
+    accelerator.print(f"saved the pre-trained encoder to {final}")
+    _maybe_push(accelerator, final, run)
+    return final
+
+
+def _maybe_push(accelerator, folder: Path, run: RunArguments) -> None:
+    if run.push_to_hub and accelerator.is_main_process:
+        url = push_folder_to_hub(folder, run.push_to_hub, private=run.hub_private_repo)
+        accelerator.print(f"pushed {folder} to {url}")
+    accelerator.wait_for_everyone()
+
+
+def default_encoder(data: DataArguments, run: RunArguments, config_file: str | os.PathLike | None = None) -> Path:
+    """The embedded small encoder for `data`, pre-trained on first use and cached (keyed by its arguments).
+
+    `config_file`: a YAML file of `EncoderArguments` fields overriding the defaults.
+    """
+    encoder = EncoderArguments()
+    if config_file is not None:
+        (encoder,) = parse_args([EncoderArguments], [str(config_file)])
+    pretrain_run = RunArguments(
+        seed=run.seed,
+        mixed_precision=run.mixed_precision,
+        log_with=run.log_with,
+        num_threads=run.num_threads,
+        disable_progress_bar=run.disable_progress_bar,
+        dataloader_num_workers=run.dataloader_num_workers,
+        checkpointing_steps=run.checkpointing_steps,
+    )
+    return pretrain_encoder(encoder, dataclasses.replace(data), pretrain_run)
+
+
+__all__ = [
+    "MaskedImageModeling",
+    "default_encoder",
+    "encoder_cache_dir",
+    "encoder_config",
+    "make_mask_transform",
+    "mim_loss",
+    "pretrain_encoder",
+]

@@ -1,0 +1,191 @@
+"""Output folders of training runs: one run per folder, resumable, with an atomically written final model.
+
+Layout of ``output_dir``::
+
+    run_args.json          what the run computes (compared on every start)
+    checkpoints/           Accelerate states + trainer_state.json (removed after success unless kept)
+    best/                  best weights per stage, for early stopping (removed with the checkpoints)
+    logs/                  trackers (metrics.jsonl)
+    model/                 the final model, written to a temporary folder and renamed: it exists only complete
+    training_summary.json  timings, history, final validation metrics, encoder drift
+
+A folder whose ``run_args.json`` differs from the new run's is a `RunConflictError` unless ``overwrite`` is set (then
+the run starts over); the same run resumes from its newest checkpoint, or does nothing when ``model/`` is already
+there. The folder is claimed (``run_args.json`` written) only after the inputs were checked, so a run rejected for
+bad input leaves it untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+
+
+RUN_ARGS_NAME = "run_args.json"
+MODEL_DIR = "model"
+SUMMARY_NAME = "training_summary.json"
+_OWNED = (RUN_ARGS_NAME, "checkpoints", "best", "logs", MODEL_DIR, SUMMARY_NAME)
+
+
+class RunConflictError(RuntimeError):
+    """The output folder holds another run."""
+
+
+def _normalise(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def model_dir(output_dir: str | os.PathLike) -> Path:
+    """Where a run's final model lives."""
+    return Path(output_dir) / MODEL_DIR
+
+
+def is_complete(output_dir: str | os.PathLike) -> bool:
+    folder = model_dir(output_dir)
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def check_output_dir(
+    accelerator: Accelerator, output_dir: str | os.PathLike, run_args: dict[str, Any], overwrite: bool = False
+) -> str:
+    """What `output_dir` holds for this run: "new", "resume" or "complete"; nothing is written.
+
+    A folder holding a different run (or training outputs without `run_args.json`) is a `RunConflictError` unless
+    `overwrite`, in which case the run starts over ("new"). Every process reads before anyone writes.
+    """
+    folder = Path(output_dir)
+    run_args = _normalise(run_args)
+    existing_path = folder / RUN_ARGS_NAME
+    existing = json.loads(existing_path.read_text()) if existing_path.is_file() else None
+    foreign = folder.is_dir() and existing is None and any(p.name in _OWNED for p in folder.iterdir())
+    accelerator.wait_for_everyone()
+    if overwrite:
+        return "new"
+    if foreign or (existing is not None and existing != run_args):
+        if foreign:
+            detail = "it has training outputs but no run_args.json"
+        else:
+            changes = _differences(existing, run_args)
+            detail = "; ".join(changes[:6]) + (" ..." if len(changes) > 6 else "")
+        raise RunConflictError(
+            f"output folder {folder} holds a different run ({detail}); pass --overwrite_output_dir to replace it or "
+            "choose another --output_dir"
+        )
+    if existing is None:
+        return "new"
+    return "complete" if is_complete(folder) else "resume"
+
+
+def claim_output_dir(
+    accelerator: Accelerator, output_dir: str | os.PathLike, run_args: dict[str, Any], status: str
+) -> None:
+    """Write `run_args.json` for a new run, removing a previous run's outputs first (after `check_output_dir`).
+
+    Called once everything that can fail on bad input (encoder, dataset, tasks) has been checked, so a rejected
+    run leaves the folder as it was.
+    """
+    folder = Path(output_dir)
+    if accelerator.is_main_process and status == "new":
+        if folder.is_dir():
+            for name in _OWNED:
+                path = folder / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{RUN_ARGS_NAME}.tmp"
+        tmp.write_text(json.dumps(_normalise(run_args), indent=1, sort_keys=True))
+        os.replace(tmp, folder / RUN_ARGS_NAME)
+    accelerator.wait_for_everyone()
+
+
+def save_atomically(accelerator: Accelerator, target: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Main process: `write(tmp_folder)`, then rename it to `target` (replacing an older one); all processes wait.
+
+    A crash leaves either no `target` or a complete one, never a half-written folder that loads.
+    """
+    target = Path(target)
+    if accelerator.is_main_process:
+        for stale in target.parent.glob(f".tmp-{target.name}-*"):  # left by an interrupted save
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
+        tmp.mkdir(parents=True)
+        write(tmp)
+        if target.exists():
+            old = target.with_name(f".old-{target.name}-{os.getpid()}")
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+    accelerator.wait_for_everyone()
+    return target
+
+
+def cleanup_checkpoints(accelerator: Accelerator, output_dir: str | os.PathLike) -> None:
+    if accelerator.is_main_process:
+        for name in ("checkpoints", "best"):
+            shutil.rmtree(Path(output_dir) / name, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def write_summary(accelerator: Accelerator, output_dir: str | os.PathLike, summary: dict[str, Any]) -> None:
+    if accelerator.is_main_process:
+        path = Path(output_dir) / SUMMARY_NAME
+        tmp = path.with_name(f".{SUMMARY_NAME}.tmp")
+        tmp.write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
+        os.replace(tmp, path)
+
+
+def read_summary(output_dir: str | os.PathLike) -> dict[str, Any] | None:
+    path = Path(output_dir) / SUMMARY_NAME
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def push_folder_to_hub(
+    folder: str | os.PathLike, repo_id: str, *, private: bool = False, commit_message: str | None = None
+) -> str:
+    """Upload a saved model folder with `huggingface_hub.HfApi` (token from `HF_TOKEN` or `hf auth login`).
+
+    Returns the commit URL. Only the files of the folder are uploaded, never the checkpoints next to it.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+    info = api.upload_folder(
+        repo_id=repo_id,
+        repo_type="model",
+        folder_path=str(folder),
+        commit_message=commit_message or f"Upload {Path(folder).name} trained with hf_simo",
+    )
+    return str(getattr(info, "commit_url", info))
+
+
+__all__ = [
+    "MODEL_DIR",
+    "RUN_ARGS_NAME",
+    "RunConflictError",
+    "SUMMARY_NAME",
+    "cleanup_checkpoints",
+    "is_complete",
+    "check_output_dir",
+    "claim_output_dir",
+    "model_dir",
+    "push_folder_to_hub",
+    "read_summary",
+    "save_atomically",
+    "write_summary",
+]

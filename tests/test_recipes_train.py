@@ -1,0 +1,257 @@
+"""The training recipes called in-process with tiny arguments: outputs, YAML configs, output-folder semantics, resume,
+errors on bad input, the default-encoder cache and the Hub upload (mocked at the `HfApi` boundary)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import BertConfig, BertModel, Dinov2Model
+
+from hf_simo import SimoModel
+from hf_simo.accelerate_configs import available_configs, config_path, config_paths
+from hf_simo.training.run import RUN_ARGS_NAME, read_summary
+from hf_simo.training.testing import save_tiny_dataset, save_tiny_encoder
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def load_recipe(name: str):
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("assets")
+    return {
+        "dataset": str(save_tiny_dataset(root / "data", train=32, validation=12)),
+        "encoder": str(save_tiny_encoder(root / "encoder")),
+    }
+
+
+def tiny_args(assets, output_dir, *extra) -> list[str]:
+    return [
+        "--dataset", assets["dataset"],
+        "--output_dir", str(output_dir),
+        "--per_device_train_batch_size", "8",
+        "--per_device_eval_batch_size", "8",
+        "--stage1_epochs", "1",
+        "--stage2_epochs", "1",
+        "--disable_progress_bar",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_finetune_main_trains_saves_and_does_not_retrain(assets, tmp_path):
+    finetune = load_recipe("finetune")
+    out = tmp_path / "depth"
+    folder = finetune.main(tiny_args(assets, out, "--model_name_or_path", assets["encoder"], "--task", "depth"))
+    assert folder == out / "model"
+    model = SimoModel.from_pretrained(folder)
+    assert model.task_names == ["depth"]
+    assert model.config.base_model_name_or_path == assets["encoder"]
+    summary = read_summary(out)
+    assert summary["tasks"] == ["depth"] and summary["stage_steps"] == {"stage1_heads": 4, "stage2_full": 4}
+    assert summary["encoder_drift"]["tau_ratio"] > 0
+    assert set(summary["validation"]["primary"]) == {"depth"}
+    assert not (out / "checkpoints").exists() and not (out / "best").exists()
+    assert (out / "logs" / "finetune" / "metrics.jsonl").is_file()
+    # stage 2 moved the encoder away from the base
+    base = Dinov2Model.from_pretrained(assets["encoder"]).state_dict()
+    assert any(not torch.equal(base[k], v) for k, v in model.dinov2.state_dict().items() if "mask_token" not in k)
+
+    weights = folder / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    assert (
+        finetune.main(tiny_args(assets, out, "--model_name_or_path", assets["encoder"], "--task", "depth")) == folder
+    )
+    assert weights.stat().st_mtime_ns == stamp  # the same run, already complete: nothing retrained
+
+
+def test_finetune_from_a_yaml_file_with_a_dpt_head(assets, tmp_path):
+    config = {
+        "dataset": assets["dataset"],
+        "model_name_or_path": assets["encoder"],
+        "output_dir": str(tmp_path / "seg"),
+        "task": "segmentation",
+        "head": "dpt",
+        "head_options": {"fusion_hidden_size": 16},
+        "per_device_train_batch_size": 8,
+        "stage1_epochs": 1,
+        "stage2_epochs": 1,
+        "disable_progress_bar": True,
+    }
+    path = tmp_path / "finetune.yaml"
+    path.write_text(yaml.safe_dump(config))
+    folder = load_recipe("finetune").main([str(path)])
+    model = SimoModel.from_pretrained(folder)
+    assert model.config.tasks["segmentation"]["head"] == "dpt"
+    assert model.config.tasks["segmentation"]["head_options"]["fusion_hidden_size"] == 16
+    assert json.loads((tmp_path / "seg" / RUN_ARGS_NAME).read_text())["head"] == "dpt"
+
+    path.write_text(yaml.safe_dump({**config, "learning_rate_typo": 1.0}))
+    with pytest.raises(SystemExit, match="learning_rate_typo"):
+        load_recipe("finetune").main([str(path)])
+
+
+def test_train_mtl_main_trains_every_task(assets, tmp_path):
+    folder = load_recipe("train_mtl").main(
+        tiny_args(assets, tmp_path / "mtl", "--model_name_or_path", assets["encoder"])
+    )
+    model = SimoModel.from_pretrained(folder)
+    assert sorted(model.task_names) == ["depth", "normals", "segmentation"]
+    summary = read_summary(tmp_path / "mtl")
+    assert set(summary["validation"]["primary"]) == {"segmentation", "depth", "normals"}
+    assert all(f"eval_loss_{t}" in summary["history"][-1] for t in model.task_names)
+
+
+def test_output_folder_holding_another_run_is_an_error_unless_overwritten(assets, tmp_path, capsys):
+    finetune = load_recipe("finetune")
+    out = tmp_path / "run"
+    finetune.main(tiny_args(assets, out, "--model_name_or_path", assets["encoder"], "--task", "depth"))
+    other = tiny_args(assets, out, "--model_name_or_path", assets["encoder"], "--task", "normals")
+    with pytest.raises(SystemExit) as info:
+        finetune.main(other)
+    message = str(info.value.code)
+    assert "holds a different run" in message and "--overwrite_output_dir" in message and "\n" not in message
+    assert SimoModel.from_pretrained(out / "model").task_names == ["depth"]  # untouched
+    folder = finetune.main([*other, "--overwrite_output_dir"])
+    assert SimoModel.from_pretrained(folder).task_names == ["normals"]
+
+
+def test_interrupted_run_leaves_no_model_and_resumes_to_the_uninterrupted_result(assets, tmp_path):
+    finetune = load_recipe("finetune")
+    common = ["--model_name_or_path", assets["encoder"], "--task", "segmentation", "--checkpointing_steps", "2"]
+    reference = finetune.main(tiny_args(assets, tmp_path / "ref", *common))
+    out = tmp_path / "run"
+    finetune.main(tiny_args(assets, out, *common, "--stop_after_steps", "5"))
+    assert not (out / "model").exists()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir())  # complete checkpoints only
+    assert not any(p.name.startswith(".tmp") for p in (out / "checkpoints").iterdir())
+    resumed = finetune.main(tiny_args(assets, out, *common))  # same run (stop_after_steps is not part of it)
+    expected, got = load_file(reference / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_bad_inputs_fail_with_one_clear_line(assets, tmp_path):
+    finetune = load_recipe("finetune")
+
+    def error_of(*args) -> str:
+        with pytest.raises(SystemExit) as info:
+            finetune.main(tiny_args(assets, tmp_path / "x", *args))
+        message = str(info.value.code)
+        assert message.startswith("error: ") and "\n" not in message
+        return message
+
+    assert "not in the dataset" in error_of("--model_name_or_path", assets["encoder"], "--task", "albedo")
+    assert "segmentation" in error_of("--model_name_or_path", assets["encoder"], "--task", "albedo")
+    bert = tmp_path / "bert"
+    BertModel(
+        BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    ).save_pretrained(bert)
+    assert "not DINOv2" in error_of("--model_name_or_path", str(bert), "--task", "depth")
+    # a rejected run does not claim the folder: the next attempt is not "a different run"
+    assert not (tmp_path / "x").exists()
+    assert "is not a local folder" in error_of("--model_name_or_path", "no-such-org/no-such-model", "--task", "depth")
+    with pytest.raises(SystemExit, match="neither a benchmark preset"):
+        finetune.main(["--dataset", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "y")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="not a saved DatasetDict"):
+        finetune.main(["--dataset", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "y")])
+
+
+def test_default_encoder_is_pretrained_once_and_reused(assets, tmp_path):
+    encoder_yaml = tmp_path / "encoder.yaml"
+    encoder_yaml.write_text(
+        yaml.safe_dump({"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_ratio": 2,
+                        "num_epochs": 1, "batch_size": 8})
+    )  # fmt: skip
+    finetune = load_recipe("finetune")
+    first = finetune.main(tiny_args(assets, tmp_path / "a", "--encoder_config", str(encoder_yaml), "--task", "depth"))
+    base = Path(SimoModel.from_pretrained(first).config.base_model_name_or_path)
+    assert base.name == "model" and "encoders" in base.parts  # the cache under $HF_HOME/hf_simo/encoders
+    encoder = Dinov2Model.from_pretrained(base)
+    assert encoder.config.hidden_size == 32
+    stamp = (base / "model.safetensors").stat().st_mtime_ns
+    second = finetune.main(
+        tiny_args(assets, tmp_path / "b", "--encoder_config", str(encoder_yaml), "--task", "normals")
+    )
+    assert SimoModel.from_pretrained(second).config.base_model_name_or_path == str(base)
+    assert (base / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+def test_pretrain_main_writes_a_dinov2_folder(assets, tmp_path):
+    folder = load_recipe("pretrain_encoder").main([
+        "--dataset", assets["dataset"],
+        "--output_dir", str(tmp_path / "enc"),
+        "--hidden_size", "32", "--num_hidden_layers", "2", "--num_attention_heads", "2", "--mlp_ratio", "2",
+        "--num_epochs", "2", "--batch_size", "8",
+        "--disable_progress_bar",
+    ])  # fmt: skip
+    encoder = Dinov2Model.from_pretrained(folder)
+    assert (encoder.config.hidden_size, encoder.config.patch_size, encoder.config.image_size) == (32, 8, 32)
+    history = read_summary(tmp_path / "enc")["history"]
+    assert len(history) == 2 and history[-1]["eval_loss"] < history[0]["eval_loss"]
+    assert not any(p.suffix == ".bin" for p in folder.iterdir())
+
+
+def test_push_to_hub_uploads_the_model_folder(assets, tmp_path, monkeypatch):
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, **kwargs):
+            calls.append(("create_repo", kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload_folder", kwargs))
+            return "https://huggingface.co/org/name/commit/0"
+
+    monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
+    folder = load_recipe("finetune").main(
+        tiny_args(
+            assets, tmp_path / "run", "--model_name_or_path", assets["encoder"], "--task", "depth",
+            "--push_to_hub", "org/name", "--hub_private_repo",
+        )
+    )  # fmt: skip
+    assert [c[0] for c in calls] == ["create_repo", "upload_folder"]
+    assert calls[0][1]["repo_id"] == "org/name" and calls[0][1]["private"] is True
+    assert Path(calls[1][1]["folder_path"]) == folder and calls[1][1]["repo_id"] == "org/name"
+    assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "preprocessor_config.json"}
+
+
+def test_packaged_accelerate_configs():
+    assert available_configs() == ["cpu", "multi_gpu", "multi_node", "single_gpu"]
+    for name, path in config_paths().items():
+        config = yaml.safe_load(path.read_text())
+        assert config["distributed_type"] in ("NO", "MULTI_GPU") and path == config_path(name)
+    assert yaml.safe_load(config_path("cpu").read_text())["use_cpu"] is True
+    assert yaml.safe_load(config_path("multi_node").read_text())["num_machines"] == 2
+    with pytest.raises(ValueError, match="available"):
+        config_path("tpu")
+
+
+@pytest.mark.parametrize("config", sorted((RECIPES / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_yaml_configs_parse(config):
+    from hf_simo.training.args import (
+        DataArguments,
+        EncoderArguments,
+        FinetuneArguments,
+        MTLArguments,
+        RunArguments,
+        parse_args,
+    )
+
+    first = {"pretrain": EncoderArguments, "finetune": FinetuneArguments, "train": MTLArguments}[
+        config.stem.split("_")[0]
+    ]
+    parsed = parse_args([first, DataArguments, RunArguments], [str(config)])  # unknown keys would raise
+    assert isinstance(parsed[0], first)
