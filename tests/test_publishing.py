@@ -193,11 +193,11 @@ def test_incomplete_folders_are_refused_with_every_problem(folder, tmp_path):
         validate_model_folder(empty)
     with pytest.raises(PublishError, match="not a folder"):
         validate_model_folder(tmp_path / "nowhere")
-    dinov2 = tmp_path / "dinov2"
-    shutil.copytree(folder, dinov2)
-    (dinov2 / "config.json").write_text(json.dumps({"model_type": "dinov2"}))
-    with pytest.raises(PublishError, match="a 'dinov2' config, not a SimoModel one"):
-        validate_model_folder(dinov2)
+    vit = tmp_path / "vit"
+    shutil.copytree(folder, vit)
+    (vit / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    with pytest.raises(PublishError, match="a 'vit' config, not a SimoModel"):
+        validate_model_folder(vit)
     (folder / "model.safetensors").unlink()
     (folder / "model.bin").write_bytes(b"pickle")
     with pytest.raises(PublishError, match="only has pickle weights"):
@@ -270,3 +270,16 @@ def test_push_to_the_real_hub_and_load_back(folder, monkeypatch):
         assert SimoModel.from_pretrained(repo_id, revision="exp", token=os.environ["HF_TOKEN"]).config.merge == MERGE
     finally:
         api.delete_repo(repo_id, missing_ok=True)
+
+
+def test_a_dinov2_encoder_folder_can_be_pushed(tmp_path, tiny_backbone):
+    """θ_0 (the pre-trained encoder) is published as a plain DINOv2 folder: config and safetensors."""
+    from hf_simo.publishing import push_folder_to_hub, validate_model_folder
+
+    tiny_backbone.save_pretrained(tmp_path / "encoder")
+    assert validate_model_folder(tmp_path / "encoder") is None
+    result = push_folder_to_hub(tmp_path / "encoder", "org/encoder", dry_run=True)
+    assert result.files == ["config.json", "model.safetensors"]
+    (tmp_path / "encoder" / "model.safetensors").unlink()
+    with pytest.raises(Exception, match="has no weights"):
+        validate_model_folder(tmp_path / "encoder")

@@ -208,24 +208,30 @@ def test_push_to_hub_uploads_the_model_folder(assets, tmp_path, monkeypatch):
     calls = []
 
     class FakeApi:
-        def create_repo(self, **kwargs):
-            calls.append(("create_repo", kwargs))
+        def __init__(self, token=None):
+            calls.append(("init", {"token": token}))
+
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
 
         def upload_folder(self, **kwargs):
             calls.append(("upload_folder", kwargs))
             return "https://huggingface.co/org/name/commit/0"
 
-    monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
+    monkeypatch.setattr("hf_simo.publishing.HfApi", FakeApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     folder = load_recipe("finetune").main(
         tiny_args(
             assets, tmp_path / "run", "--model_name_or_path", assets["encoder"], "--task", "depth",
             "--push_to_hub", "org/name", "--hub_private_repo",
         )
     )  # fmt: skip
-    assert [c[0] for c in calls] == ["create_repo", "upload_folder"]
-    assert calls[0][1]["repo_id"] == "org/name" and calls[0][1]["private"] is True
-    assert Path(calls[1][1]["folder_path"]) == folder and calls[1][1]["repo_id"] == "org/name"
-    assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "preprocessor_config.json"}
+    assert [c[0] for c in calls] == ["init", "create_repo", "upload_folder"]
+    assert calls[1][1]["repo_id"] == "org/name" and calls[1][1]["private"] is True
+    assert Path(calls[2][1]["folder_path"]) == folder and calls[2][1]["repo_id"] == "org/name"
+    expected = {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"}
+    assert {p.name for p in folder.iterdir()} == expected
+    assert sorted(calls[2][1]["allow_patterns"]) == sorted(expected)  # exactly the model files are committed
 
 
 def test_packaged_accelerate_configs():

@@ -75,8 +75,9 @@ class PushResult:
         return self.pr_url or self.commit_url
 
 
-def validate_model_folder(folder: str | os.PathLike) -> SimoConfig:
-    """Check that `folder` is a complete `SimoModel` folder; return its config. Every problem is reported at once."""
+def validate_model_folder(folder: str | os.PathLike) -> SimoConfig | None:
+    """Check that `folder` is a complete `SimoModel` folder (config, weights, image processor, card) and return its
+    config, or a DINOv2 encoder folder (config and weights; returns None). Every problem is reported at once."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PublishError(f"cannot push {folder}: not a folder (save the model with model.save_pretrained(folder))")
@@ -91,8 +92,16 @@ def validate_model_folder(folder: str | os.PathLike) -> SimoConfig:
             model_type = None
             problems.append(f"config.json is not valid JSON ({err})")
         else:
+            if model_type == "dinov2":  # a pre-trained encoder (θ_0): config and safetensors are all it needs
+                try:
+                    safetensors_files(folder, source=str(folder))
+                except CheckpointError as err:
+                    raise PublishError(f"cannot push {folder}: {_one_line(err)}") from err
+                return None
             if model_type != "simo":
-                problems.append(f"config.json is a {model_type!r} config, not a SimoModel one (model_type 'simo')")
+                problems.append(
+                    f"config.json is a {model_type!r} config, not a SimoModel (model_type 'simo') or a DINOv2 encoder"
+                )
             else:
                 try:
                     config = SimoConfig.from_pretrained(folder)
@@ -210,7 +219,8 @@ def push_folder_to_hub(
             f"create_pr=True opens a pull request against main; it cannot be combined with revision={revision!r}"
         )
     files = files_to_push(folder, allow_patterns)
-    excluded = [name for name in REQUIRED_FILES if name not in files]
+    required = REQUIRED_FILES if config is not None else ("config.json",)  # None: a DINOv2 encoder folder
+    excluded = [name for name in required if name not in files]
     weights = [f for f in files if f.endswith(".safetensors")]
     if excluded or not weights:
         what = excluded + ([] if weights else ["the safetensors weights"])
@@ -221,7 +231,8 @@ def push_folder_to_hub(
 
     token = resolve_token(token)
     api = api if api is not None else HfApi(token=token)
-    message = commit_message or COMMIT_MESSAGES.get(card_kind(config), "Upload SIMO model (hf_simo)")
+    kind = card_kind(config) if config is not None else None
+    message = commit_message or COMMIT_MESSAGES.get(kind, "Upload DINOv2 encoder (hf_simo)")
     step = "repository creation"
     try:
         repo_url = api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model")

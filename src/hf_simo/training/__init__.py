@@ -28,7 +28,7 @@ from .loop import (
     stage_param_groups,
 )
 from .pretrain import MaskedImageModeling, default_encoder, pretrain_encoder
-from .run import RunConflictError, model_dir, push_folder_to_hub, read_summary
+from .run import RunConflictError, model_dir, read_summary
 from .utils import JSONLTracker, configure_threads, finish_tracking, init_tracking, make_accelerator, read_jsonl
 
 
@@ -65,7 +65,6 @@ __all__ = [
     "model_dir",
     "parse_args",
     "pretrain_encoder",
-    "push_folder_to_hub",
     "read_jsonl",
     "read_summary",
     "run_finetune",

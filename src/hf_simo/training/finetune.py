@@ -19,6 +19,7 @@ import torch
 from ..configuration_simo import TaskSpecError
 from ..metrics import MultiTaskMetrics
 from ..modeling_simo import SimoModel, freeze_unused_parameters
+from ..publishing import push_folder_to_hub
 from .args import DataArguments, FinetuneArguments, MTLArguments, RunArguments, as_dict, identity
 from .data import (
     BENCHMARK_PRESETS,
@@ -37,7 +38,6 @@ from .run import (
     claim_output_dir,
     cleanup_checkpoints,
     model_dir,
-    push_folder_to_hub,
     save_atomically,
     write_summary,
 )
@@ -259,8 +259,8 @@ def train_simo(
 
 def _maybe_push(accelerator, folder: Path, run: RunArguments) -> None:
     if run.push_to_hub and accelerator.is_main_process:
-        url = push_folder_to_hub(folder, run.push_to_hub, private=run.hub_private_repo)
-        accelerator.print(f"pushed {folder} to {url}")
+        result = push_folder_to_hub(folder, run.push_to_hub, private=run.hub_private_repo)
+        accelerator.print(f"pushed {folder} to {result.url}")
     accelerator.wait_for_everyone()
 
 

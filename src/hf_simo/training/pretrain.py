@@ -27,6 +27,7 @@ from torch import nn
 from transformers import Dinov2Config, Dinov2Model
 
 from ..processing import normalize_images
+from ..publishing import push_folder_to_hub
 from .args import DataArguments, EncoderArguments, RunArguments, as_dict, identity, parse_args
 from .data import check_splits, load_training_data
 from .loop import Stage, StepOutput, TrainerConfig, fit
@@ -35,7 +36,6 @@ from .run import (
     claim_output_dir,
     cleanup_checkpoints,
     model_dir,
-    push_folder_to_hub,
     save_atomically,
     write_summary,
 )
@@ -254,8 +254,8 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
 
 def _maybe_push(accelerator, folder: Path, run: RunArguments) -> None:
     if run.push_to_hub and accelerator.is_main_process:
-        url = push_folder_to_hub(folder, run.push_to_hub, private=run.hub_private_repo)
-        accelerator.print(f"pushed {folder} to {url}")
+        result = push_folder_to_hub(folder, run.push_to_hub, private=run.hub_private_repo)
+        accelerator.print(f"pushed {folder} to {result.url}")
     accelerator.wait_for_everyone()
 
 

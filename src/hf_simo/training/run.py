@@ -154,26 +154,6 @@ def read_summary(output_dir: str | os.PathLike) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def push_folder_to_hub(
-    folder: str | os.PathLike, repo_id: str, *, private: bool = False, commit_message: str | None = None
-) -> str:
-    """Upload a saved model folder with `huggingface_hub.HfApi` (token from `HF_TOKEN` or `hf auth login`).
-
-    Returns the commit URL. Only the files of the folder are uploaded, never the checkpoints next to it.
-    """
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-    info = api.upload_folder(
-        repo_id=repo_id,
-        repo_type="model",
-        folder_path=str(folder),
-        commit_message=commit_message or f"Upload {Path(folder).name} trained with hf_simo",
-    )
-    return str(getattr(info, "commit_url", info))
-
-
 __all__ = [
     "MODEL_DIR",
     "RUN_ARGS_NAME",
@@ -184,7 +164,6 @@ __all__ = [
     "check_output_dir",
     "claim_output_dir",
     "model_dir",
-    "push_folder_to_hub",
     "read_summary",
     "save_atomically",
     "write_summary",
