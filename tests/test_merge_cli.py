@@ -195,3 +195,25 @@ def test_merge_arguments_map_one_to_one_onto_merge_to_folder(sources, tmp_path):
     out = merge_from_arguments(from_dict)
     expected = merge_to_folder(tmp_path / "direct", **{k: v for k, v in config.items() if k != "output_dir"})
     assert (out / "model.safetensors").read_bytes() == (expected / "model.safetensors").read_bytes()
+
+
+def test_merge_recipe_reads_a_yaml_file(sources, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    base, tasks = sources
+    config = tmp_path / "merge.yaml"
+    config.write_text(
+        f"output_dir: {tmp_path / 'out'}\nbase: {base}\ntasks:\n"
+        + "".join(f"  - {t}\n" for t in tasks)
+        + "method: ties\ndensity: 0.5\nalpha: 0.7\nprogress: false\n"
+    )
+    spec = importlib.util.spec_from_file_location("recipe_merge", Path(__file__).parents[1] / "recipes" / "merge.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    out = recipe.main([str(config)])
+    merged = json.loads((out / "config.json").read_text())["merge"]
+    assert (merged["method"], merged["alpha"], merged["options"]["density"]) == ("ties", 0.7, 0.5)
+    config.write_text(config.read_text() + "densty: 0.2\n")  # a typo in a key is an error, not a silent default
+    with pytest.raises(SystemExit, match="densty"):
+        recipe.main([str(config)])

@@ -247,6 +247,8 @@ def test_packaged_accelerate_configs():
 
 @pytest.mark.parametrize("config", sorted((RECIPES / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_yaml_configs_parse(config):
+    from hf_simo.merging import MergeArguments
+    from hf_simo.realign.job import RealignArguments
     from hf_simo.training.args import (
         DataArguments,
         EncoderArguments,
@@ -256,8 +258,15 @@ def test_shipped_yaml_configs_parse(config):
         parse_args,
     )
 
-    first = {"pretrain": EncoderArguments, "finetune": FinetuneArguments, "train": MTLArguments}[
-        config.stem.split("_")[0]
-    ]
+    if config.stem == "merge":
+        (parsed,) = parse_args([MergeArguments], [str(config)])
+        assert parsed.method == "ties" and len(parsed.tasks) == 3
+        return
+    first = {
+        "pretrain": EncoderArguments,
+        "finetune": FinetuneArguments,
+        "train": MTLArguments,
+        "realign": RealignArguments,
+    }[config.stem.split("_")[0]]
     parsed = parse_args([first, DataArguments, RunArguments], [str(config)])  # unknown keys would raise
     assert isinstance(parsed[0], first)

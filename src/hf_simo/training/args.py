@@ -8,6 +8,7 @@ the `run_args.json` of an existing output folder to tell "the same run, resume i
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import sys
 from collections.abc import Sequence
@@ -69,7 +70,7 @@ class RunArguments:
     mixed_precision: str = _arg("no", "no, fp16 (GPU) or bf16.")
     max_grad_norm: float = _arg(25.0, "Gradient clipping (the paper's 25).")
     weight_decay: float = _arg(0.01, "AdamW weight decay (not applied to biases, norms and tokens).")
-    warmup_ratio: float = _arg(0.05, "One-cycle warm-up fraction (the paper's 5%).")
+    warmup_ratio: float = _arg(0.05, "One-cycle warm-up fraction (the paper's 5%%).")
     early_stopping_min_delta: float = _arg(0.0, "Minimum validation-loss improvement that resets the patience.")
     eval_steps: int | None = _arg(None, "Also evaluate every N optimizer steps (default: at each epoch end).")
     checkpointing_steps: int | None = _op(100, "Save a checkpoint every N optimizer steps (and at each stage end).")
@@ -177,7 +178,18 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
         if not os.path.isfile(path):
             raise FileNotFoundError(f"config file {argv[0]} does not exist")
         return tuple(parser.parse_yaml_file(path, allow_extra_keys=False))
-    return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
+    *parsed, remaining = parser.parse_args_into_dataclasses(
+        args=argv, look_for_args_file=False, return_remaining_strings=True
+    )
+    if remaining:  # a usage error (exit code 2), with the closest known option when there is one
+        known = [option for action in parser._actions for option in action.option_strings]
+        hints = [
+            f"{word} (did you mean {close[0]}?)"
+            for word in remaining
+            if word.startswith("-") and (close := difflib.get_close_matches(word.split("=")[0], known, n=1))
+        ]
+        parser.error(f"unrecognized arguments: {' '.join(hints or remaining)}")
+    return tuple(parsed)
 
 
 def identity(*instances: Any) -> dict[str, Any]:

@@ -15,8 +15,15 @@ from .run import RunConflictError
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from ..data import DataFormatError, DatasetNotFoundError
+    from ..merging import MergeOptionError, NotFineTunedError
+    from ..publishing import PublishError
+    from ..realign.job import RealignArgumentError
 
     return (
+        RealignArgumentError,
+        MergeOptionError,
+        NotFineTunedError,
+        PublishError,
         CheckpointError,
         RunConflictError,
         UnknownTaskError,

@@ -1,0 +1,311 @@
+"""The re-alignment job behind `recipes/realign.py` and `hf-simo realign`: merge single-task checkpoints, re-align
+the merged model on the small multi-task validation split, evaluate on the test split, save (and push) the result.
+
+With no arguments it runs on the embedded NYUv2-like benchmark: the single-task checkpoints of its three tasks are
+trained with the fine-tuning recipe on first use (cached in `outputs/finetune-<dataset>-<task>`, the recipe's own
+default folders, so `accelerate launch recipes/finetune.py --task depth` and this job share them).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..metrics import render_table
+from ..modeling_simo import SimoModel
+
+
+def _arg(default: Any, help: str) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+DEFAULT_ALPHAS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+
+
+@dataclass
+class RealignArguments:
+    """Merging and re-alignment (paper sections 3.0.2 and 5)."""
+
+    mode: str = _arg("representation", "Re-alignment: head (cached features), representation (adapters) or none.")
+    task_checkpoints: list[str] | None = _arg(
+        None,
+        "Single-task SimoModel checkpoints, [NAME=]SOURCE[@REVISION] (Hub ids or folders). Default: the embedded "
+        "benchmark's, trained with recipes/finetune.py on first use.",
+    )
+    base_model: str | None = _arg(None, "θ_0 (default: the base recorded in the checkpoints).")
+    merge_method: str = _arg(
+        "task_arithmetic", "task_arithmetic, ties, dare, breadcrumbs, magnitude, consensus, lines."
+    )
+    merge_options: str | None = _arg(None, "Method options as JSON (a mapping in YAML), e.g. '{\"density\": 0.2}'.")
+    alpha: float | None = _arg(None, "Merge scaling α; default: tuned on the validation split over --alpha_grid.")
+    alpha_grid: list[float] = _arg(DEFAULT_ALPHAS, "α values tried when --alpha is not given.")
+    rank: int = _arg(16, "Adapter rank (the paper: 16).")
+    adapter: str = _arg("lora", "lora (block(x) + BAx through PEFT) or relu (the authors' code variant).")
+    lora_target_modules: list[str] | None = _arg(
+        None, "Instead of block adapters, a standard LoRA on these modules (e.g. q_proj k_proj v_proj o_proj fc1 fc2)."
+    )
+    learning_rate: float = _arg(1e-3, "Representation re-alignment peak learning rate (adapters and heads).")
+    num_epochs: int = _arg(30, "Representation re-alignment epochs over the re-alignment samples.")
+    patience: int | None = _arg(5, "Early-stopping patience (epochs) on the held-out part of the validation split.")
+    head_learning_rate: float = _arg(1e-3, "Head re-alignment peak learning rate.")
+    head_epochs: int = _arg(50, "Head re-alignment epochs (on cached features: cheap).")
+    heldout_fraction: float = _arg(0.2, "Part of the validation split kept for early stopping.")
+    realign_samples: int | None = _arg(None, "Use only the first N validation samples (data-efficiency studies).")
+    test_samples: int = _arg(500, "Test samples of the embedded benchmark (real datasets use their test split).")
+    eval_batch_size: int = _arg(64, "Evaluation batch size.")
+
+
+class RealignArgumentError(ValueError):
+    """An argument of the re-alignment job is out of range; the message names it."""
+
+
+def check_arguments(args: RealignArguments) -> None:
+    """Fail before any training or merging on arguments that cannot work."""
+    if args.mode not in ("head", "representation", "none"):
+        raise RealignArgumentError(f"--mode must be head, representation or none, got {args.mode!r}")
+    if args.adapter not in ("lora", "relu"):
+        raise RealignArgumentError(f"--adapter must be lora or relu, got {args.adapter!r}")
+    if isinstance(args.rank, bool) or not isinstance(args.rank, int) or args.rank < 1:
+        raise RealignArgumentError(f"--rank must be a positive integer (the paper uses 16), got {args.rank!r}")
+    if not 0.0 <= args.heldout_fraction < 1.0:
+        raise RealignArgumentError(f"--heldout_fraction must be in [0, 1), got {args.heldout_fraction}")
+    if args.alpha is not None and args.alpha < 0:
+        raise RealignArgumentError(f"--alpha must be >= 0, got {args.alpha}")
+    if args.alpha is None and not args.alpha_grid:
+        raise RealignArgumentError("--alpha_grid is empty; give α values to search or a fixed --alpha")
+    for name in ("num_epochs", "head_epochs", "eval_batch_size"):
+        if getattr(args, name) < 1:
+            raise RealignArgumentError(f"--{name} must be >= 1, got {getattr(args, name)}")
+
+
+@dataclass
+class RealignOutcome:
+    """What the job produced."""
+
+    model_dir: Path
+    results: dict[str, dict[str, dict[str, float]]]
+    table: str
+    record: dict[str, Any]
+    files: list[Path] = field(default_factory=list)
+
+
+def _json_option(value: str | dict | None, name: str) -> dict[str, Any]:
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--{name} must be a JSON object, got {value!r} ({err.msg})") from err
+    if not isinstance(parsed, dict):
+        raise ValueError(f"--{name} must be a JSON object, got {value!r}")
+    return parsed
+
+
+def ensure_single_task_checkpoints(tasks: list[str], data, run) -> dict[str, str]:
+    """The embedded single-task checkpoints, trained with the fine-tuning recipe when missing (cached)."""
+    from ..training.args import FinetuneArguments, RunArguments
+    from ..training.finetune import dataset_tag, run_finetune
+
+    sources = {}
+    for task in tasks:
+        task_run = RunArguments(
+            output_dir=f"outputs/finetune-{dataset_tag(data)}-{task}",
+            seed=run.seed,
+            mixed_precision=run.mixed_precision,
+            num_threads=run.num_threads,
+            log_with=run.log_with,
+            disable_progress_bar=run.disable_progress_bar,
+        )
+        sources[task] = str(run_finetune(FinetuneArguments(task=task), data, task_run))
+    return sources
+
+
+def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
+    """Merge → re-align on validation → evaluate on test → save; see the module docstring."""
+    from ..cards import write_model_card
+    from ..pipeline import (
+        RealignmentSettings,
+        evaluate_model,
+        merge_sources,
+        parse_task_sources,
+        primary_values,
+        realign,
+        simo_batches,
+    )
+    from ..training.data import UnknownTaskError, load_training_data
+    from ..training.finetune import dataset_tag, dataset_task_specs
+    from ..training.run import RunConflictError, save_atomically
+    from ..training.utils import configure_threads, make_accelerator
+
+    check_arguments(args)
+    configure_threads(run.num_threads)
+    output_dir = Path(run.output_dir or f"outputs/realign-{dataset_tag(data)}-{args.merge_method}-{args.mode}")
+    if (output_dir / "model").exists() and not run.overwrite_output_dir:
+        raise RunConflictError(f"{output_dir}/model already exists; pass --overwrite_output_dir to replace it")
+    accelerator = make_accelerator(output_dir, seed=run.seed, log_with="none", run_name="realign")
+    progress = not run.disable_progress_bar and accelerator.is_main_process
+
+    specs = dataset_task_specs(data)
+    if args.task_checkpoints:
+        sources = parse_task_sources(args.task_checkpoints)
+        unknown = [t for t in sources if t not in specs]
+        if unknown:
+            raise UnknownTaskError(
+                f"checkpoint task(s) {unknown} are not in dataset {data.dataset!r}; it has tasks {list(specs)} "
+                "(rename a checkpoint's task with NAME=SOURCE)"
+            )
+    else:
+        with accelerator.main_process_first():
+            sources = ensure_single_task_checkpoints(list(specs), data, run)
+    tasks = list(sources)
+    with accelerator.main_process_first():
+        datasets = load_training_data(
+            data.dataset,
+            dataset_path=data.dataset_path,
+            image_size=data.image_size,
+            train_samples=data.train_samples,
+            validation_samples=data.validation_samples,
+            test_samples=args.test_samples,
+            data_seed=data.data_seed,
+            cache_dir=data.dataset_cache_dir,
+        )
+    for split in ("validation", "test"):
+        if split not in datasets:
+            raise UnknownTaskError(f"re-alignment needs a {split!r} split; the dataset has {list(datasets)}")
+        missing = [t for t in tasks if t not in datasets[split].column_names]
+        if missing:
+            raise UnknownTaskError(f"the {split} split has no labels for task(s) {missing}")
+    realign_set = datasets["validation"]
+    if args.realign_samples:
+        realign_set = realign_set.select(range(min(args.realign_samples, len(realign_set))))
+    test = datasets["test"]
+
+    # single-task baselines on validation (for α) and on test (for the table)
+    singles = {t: SimoModel.from_pretrained(sources[t]).eval() for t in tasks}
+    validation_batches = simo_batches(realign_set, tasks, args.eval_batch_size)
+    from ..pipeline import evaluate_batches
+
+    val_baselines = {
+        t: primary_values(singles[t], evaluate_batches(singles[t], validation_batches, [t]))[t] for t in tasks
+    }
+    results: dict[str, dict[str, dict[str, float]]] = {"Single-task": {}}
+    for t in tasks:
+        results["Single-task"][t] = evaluate_model(
+            singles[t], test, tasks=[t], batch_size=args.eval_batch_size, accelerator=accelerator
+        )[t]
+    del singles
+
+    merged = merge_sources(
+        sources,
+        base=args.base_model,
+        method=args.merge_method,
+        options=_json_option(args.merge_options, "merge_options"),
+        alpha=args.alpha,
+        alphas=args.alpha_grid,
+        validation=validation_batches,
+        baselines=val_baselines,
+        progress=progress,
+    )
+    if merged.search_table:
+        accelerator.print(f"α search on the validation split:\n{merged.search_table}")
+    model = merged.model
+    hidden = model.config.backbone_config.hidden_size
+    if args.mode == "representation" and args.rank > hidden:
+        raise RealignArgumentError(f"--rank {args.rank} is larger than the encoder's hidden size {hidden}")
+    label = {"task_arithmetic": "TA", "ties": "TIES"}.get(args.merge_method, args.merge_method)
+    results[label] = evaluate_model(model, test, batch_size=args.eval_batch_size, accelerator=accelerator)
+
+    record: dict[str, Any] = {"merge_seconds": merged.seconds, "alpha": merged.alpha}
+    peft_model = None
+    if args.mode != "none":
+        settings = RealignmentSettings(
+            mode=args.mode,
+            rank=args.rank,
+            adapter=args.adapter,
+            lora_target_modules=args.lora_target_modules,
+            learning_rate=args.learning_rate,
+            num_epochs=args.num_epochs,
+            patience=args.patience,
+            batch_size=run.per_device_train_batch_size,
+            head_learning_rate=args.head_learning_rate,
+            head_epochs=args.head_epochs,
+            heldout_fraction=args.heldout_fraction,
+            seed=run.seed,
+        )
+        model, realignment, peft_model = realign(
+            model, realign_set, settings, output_dir=output_dir, accelerator=accelerator, progress=progress
+        )
+        record.update(realignment.to_dict())
+        model.config.realignment = {
+            **realignment.to_dict(),
+            "dataset": dataset_tag(data),
+            "split": "validation",
+            "validation_samples": len(realign_set),
+        }
+        label = f"{label} + {args.mode} re-align"
+        results[label] = evaluate_model(model, test, batch_size=args.eval_batch_size, accelerator=accelerator)
+        for leftover in ("checkpoints", "best"):
+            if accelerator.is_main_process:
+                shutil.rmtree(output_dir / leftover, ignore_errors=True)
+
+    metric_names = {t: model.config.tasks[t]["metric"] for t in tasks}
+    rows = {name: primary_values(model, values) for name, values in results.items()}
+    table = render_table(rows, baseline="Single-task", metric_names=metric_names, title=f"{dataset_tag(data)} (test)")
+    final = output_dir / "model"
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder, model_card=False)
+        write_model_card(
+            folder,
+            model.config,
+            eval_results=results[label],
+            results_table=rows,
+            results_baseline="Single-task",
+            dataset_name=dataset_tag(data),
+            dataset_split="test",
+        )
+
+    save_atomically(accelerator, final, write)
+    files = [final]
+    if accelerator.is_main_process:
+        if peft_model is not None:
+            peft_model.save_pretrained(output_dir / "adapter")
+            files.append(output_dir / "adapter")
+        summary = {"results": results, "table": table, "record": record, "sources": sources}
+        (output_dir / "results.json").write_text(json.dumps(summary, indent=2, default=str))
+        (output_dir / "results.md").write_text(table)
+        files += [output_dir / "results.json", output_dir / "results.md"]
+    accelerator.print(table)
+    if run.push_to_hub and accelerator.is_main_process:
+        from ..publishing import push_folder_to_hub
+
+        pushed = push_folder_to_hub(final, run.push_to_hub, private=run.hub_private_repo)
+        accelerator.print(f"pushed {final} to {pushed.url}")
+    accelerator.wait_for_everyone()
+    return RealignOutcome(model_dir=final, results=results, table=table, record=record, files=files)
+
+
+def realign_main(argv=None) -> RealignOutcome:
+    """Parse `RealignArguments`, `DataArguments`, `RunArguments` (or one YAML file) and run the job."""
+    from ..training.args import DataArguments, RunArguments
+    from ..training.cli import run_recipe
+
+    return run_recipe(run_realign, (RealignArguments, DataArguments, RunArguments), argv)
+
+
+__all__ = [
+    "RealignArgumentError",
+    "RealignArguments",
+    "RealignOutcome",
+    "check_arguments",
+    "ensure_single_task_checkpoints",
+    "realign_main",
+    "run_realign",
+]

@@ -1,0 +1,138 @@
+"""`hf-simo`: every verb's help, exit codes, one-line errors, and one tiny run of each verb that is quick here
+(`merge` runs end to end in test_merge_cli.py, `realign` in test_realign_job.py, `demo` in test_demo.py)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from huggingface_hub import ModelCard
+
+from hf_simo import SimoModel
+from hf_simo.cli import main
+from hf_simo.training.testing import save_tiny_dataset
+from test_merge_fixtures import build_sources
+
+
+VERBS = ["demo", "merge", "realign", "evaluate", "relationships", "card", "push"]
+
+
+def test_top_level_help_lists_every_verb(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for verb in VERBS:
+        assert verb in out
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help(verb, capsys):
+    try:
+        code = main([verb, "--help"])
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code in (0, None)
+    out = capsys.readouterr().out
+    assert f"hf-simo {verb}" in out and "--" in out
+
+
+def test_no_verb_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "<verb>" in capsys.readouterr().err
+
+
+def test_typos_exit_2_with_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluat", "x"])
+    assert exit_.value.code == 2
+    assert "did you mean 'evaluate'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["push", "folder", "org/name", "--dry-rn"])
+    assert exit_.value.code == 2
+    assert "did you mean --dry-run" in capsys.readouterr().err
+    assert main(["realign", "--rnk", "4"]) == 2
+    assert "--rnk (did you mean --rank?)" in capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_exit_1(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hf-simo evaluate: error:") and err.count("\n") == 1 and "Traceback" not in err
+    assert main(["realign", "--mode", "adapters"]) == 1
+    assert "--mode must be head, representation or none" in capsys.readouterr().err
+
+
+def test_console_script_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_simo.cli", "--version"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and result.stdout.startswith("hf_simo ")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    base, folders = build_sources(root / "sources")
+    data = save_tiny_dataset(root / "data", train=8, validation=8, test=6)
+    return {"root": root, "base": base, "tasks": folders, "data": data}
+
+
+def test_evaluate_prints_and_writes_metrics(tiny, tmp_path, capsys):
+    out = tmp_path / "metrics.json"
+    code = main(
+        ["evaluate", str(tiny["tasks"][1]), "--dataset", str(tiny["data"]), "--split", "test", "--output", str(out)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| depth | abs_err |" in printed
+    saved = json.loads(out.read_text())
+    assert saved["split"] == "test" and set(saved["results"]) == {"depth"}
+    assert saved["results"]["depth"]["abs_err"] > 0
+    assert main(["evaluate", str(tiny["tasks"][1]), "--dataset", str(tiny["data"]), "--split", "nope"]) == 1
+
+
+def test_card_writes_and_prints(tiny, tmp_path, capsys):
+    folder = tmp_path / "model"
+    SimoModel.from_pretrained(tiny["tasks"][0]).save_pretrained(folder)
+    (folder / "README.md").unlink()
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"results": {"segmentation": {"miou": 0.5, "pixel_accuracy": 0.8}}}))
+    assert main(["card", str(folder), "--results", str(results), "--dataset-name", "tiny"]) == 0
+    card = ModelCard.load(folder / "README.md")
+    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert values == {"miou": 0.5, "pixel_accuracy": 0.8}
+    capsys.readouterr()
+    assert main(["card", str(folder), "--print"]) == 0
+    assert "SimoModel.from_pretrained" in capsys.readouterr().out
+
+
+def test_push_dry_run_and_missing_token(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    folder = tiny["tasks"][2]
+    assert main(["push", str(folder), "org/name", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would push 4 file(s) to org/name" in out and "model.safetensors" in out
+    assert main(["push", str(folder), "org/name"]) == 1
+    err = capsys.readouterr().err
+    assert "token" in err.lower() and "HF_TOKEN" in err and err.count("\n") == 1
+
+
+def test_relationships_writes_plots_and_report(tiny, tmp_path, capsys):
+    argv = ["relationships", "--base", str(tiny["base"])]
+    for folder in tiny["tasks"]:
+        argv += ["--task", str(folder)]
+    argv += ["--dataset", str(tiny["data"]), "--samples", "8", "--lambdas", "0", "0.5", "1", "--matrix-lambda", "1"]
+    argv += ["--output-dir", str(tmp_path / "rel"), "--no-progress"]
+    assert main(argv) == 0
+    for name in ("relationships.png", "relationships.svg", "relationship_matrix.png", "relationships.md"):
+        assert (tmp_path / "rel" / name).stat().st_size > 0, name
+    saved = json.loads((tmp_path / "rel" / "relationships.json").read_text())
+    assert saved["lambdas"] == [0.0, 0.5, 1.0]
+    assert "wrote" in capsys.readouterr().out
+    bad = ["relationships", "--task", f"edges={tiny['tasks'][1]}", "--dataset", str(tiny["data"]), "--no-progress"]
+    assert main([*bad, "--output-dir", str(tmp_path / "x")]) == 1
+    assert "no labels for task(s) ['edges']" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # an empty λ grid is a usage error
+        main([*argv, "--lambdas"])
+    assert exit_.value.code == 2

@@ -1,0 +1,119 @@
+"""The re-alignment job end to end on tiny data: recipes/realign.py in both modes, its outputs and its bad inputs."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+from hf_simo import SimoModel
+from hf_simo.training.args import DataArguments, FinetuneArguments, RunArguments
+from hf_simo.training.finetune import run_finetune
+from hf_simo.training.testing import save_tiny_dataset, save_tiny_encoder
+
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "realign.py"
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("recipe_realign", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Three single-task checkpoints fine-tuned (briefly) from one tiny encoder, and a dataset with a test split."""
+    root = tmp_path_factory.mktemp("realign")
+    dataset = save_tiny_dataset(root / "data", train=32, validation=20, test=12)
+    encoder = save_tiny_encoder(root / "encoder")
+    sources = {}
+    for task in ("segmentation", "depth", "normals"):
+        args = FinetuneArguments(
+            model_name_or_path=str(encoder), task=task, stage1_epochs=1, stage2_epochs=2, stage2_learning_rate=5e-3
+        )
+        run = RunArguments(output_dir=str(root / task), per_device_train_batch_size=8, disable_progress_bar=True)
+        sources[task] = str(run_finetune(args, DataArguments(dataset=str(dataset)), run))
+    return {"dataset": str(dataset), "encoder": str(encoder), "sources": sources, "root": root}
+
+
+def _argv(checkpoints, output_dir, *extra):
+    return [
+        "--task_checkpoints", *(f"{t}={p}" for t, p in checkpoints["sources"].items()),
+        "--dataset", checkpoints["dataset"],
+        "--output_dir", str(output_dir),
+        "--alpha_grid", "0.3", "1.0",
+        "--num_epochs", "3",
+        "--head_epochs", "3",
+        "--per_device_train_batch_size", "8",
+        "--eval_batch_size", "8",
+        "--disable_progress_bar",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_representation_realignment_end_to_end(checkpoints, tmp_path):
+    outcome = load_recipe().main(_argv(checkpoints, tmp_path / "repr", "--rank", "4"))
+    folder = tmp_path / "repr" / "model"
+    assert outcome.model_dir == folder
+    model = SimoModel.from_pretrained(folder)  # a plain SimoModel: adapters folded, no PEFT needed
+    assert model.task_names == ["segmentation", "depth", "normals"]
+    assert model.config.block_adapter == "linear"
+    assert any(p.abs().sum() > 0 for n, p in model.named_parameters() if n.endswith("adapter_slot.weight"))
+    realignment = model.config.realignment
+    assert realignment["mode"] == "representation" and realignment["rank"] == 4
+    assert realignment["samples"] == 16 and realignment["heldout_samples"] == 4  # validation only, 80/20
+    assert realignment["adapter_parameters"] == 2 * 2 * 32 * 4  # 2 blocks × (A + B) × hidden × rank
+    assert realignment["trainable_parameters"] > realignment["adapter_parameters"]  # + the heads
+    assert realignment["steps"] == 2 * realignment["epochs"] and 1 <= realignment["epochs"] <= 3  # 16 samples, batch 8
+    assert model.config.merge["method"] == "task_arithmetic" and model.config.merge["alpha"] in (0.3, 1.0)
+    assert (tmp_path / "repr" / "adapter" / "adapter_model.safetensors").is_file()
+    results = json.loads((tmp_path / "repr" / "results.json").read_text())
+    assert list(results["results"]) == ["Single-task", "TA", "TA + representation re-align"]
+    table = (tmp_path / "repr" / "results.md").read_text()
+    assert "| TA + representation re-align |" in table and "Δ ↑" in table
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.eval_results and "re-align" in card.text.lower()
+    assert not (tmp_path / "repr" / "checkpoints").exists()
+
+
+def test_head_realignment_changes_only_the_heads(checkpoints, tmp_path):
+    outcome = load_recipe().main(_argv(checkpoints, tmp_path / "head", "--mode", "head", "--alpha", "0.5"))
+    model = SimoModel.from_pretrained(outcome.model_dir)
+    assert model.config.block_adapter is None
+    assert model.config.realignment["mode"] == "head"
+    assert model.config.merge["alpha"] == 0.5  # fixed α: no search
+    best_epoch = model.config.realignment["best_epoch"]
+    assert any(epoch > 0 for epoch in best_epoch.values())
+    for task, source in checkpoints["sources"].items():  # a head moves iff an epoch beat it on the held-out part
+        original = SimoModel.from_pretrained(source).heads[task].classifier.weight
+        changed = not torch.equal(model.heads[task].classifier.weight, original)
+        assert changed == (best_epoch[task] > 0), task
+    single = SimoModel.from_pretrained(checkpoints["sources"]["depth"])
+    assert model.config.realignment["steps"] == 2 * model.config.realignment["epochs"]  # 16 samples, batch 8
+    assert single.config.block_adapter is None
+    assert list(outcome.results) == ["Single-task", "TA", "TA + head re-align"]
+
+
+def test_bad_inputs_are_one_line_errors(checkpoints, tmp_path):
+    recipe = load_recipe()
+    with pytest.raises(SystemExit, match=r"task\(s\) \['edges'\] are not in dataset"):
+        recipe.main(
+            _argv(checkpoints, tmp_path / "x", "--task_checkpoints", f"edges={checkpoints['sources']['depth']}")
+        )
+    with pytest.raises(SystemExit, match="--rank must be a positive integer"):
+        recipe.main(_argv(checkpoints, tmp_path / "y", "--rank", "0"))
+    with pytest.raises(SystemExit, match="--rank 64 is larger than the encoder's hidden size 32"):
+        recipe.main(_argv(checkpoints, tmp_path / "y", "--rank", "64"))
+    assert not (tmp_path / "y" / "model").exists()
+    with pytest.raises(SystemExit, match="--mode must be"):
+        recipe.main(_argv(checkpoints, tmp_path / "z", "--mode", "adapters"))
+    missing_test = save_tiny_dataset(tmp_path / "no_test", train=8, validation=8)
+    with pytest.raises(SystemExit, match="needs a 'test' split"):
+        recipe.main(_argv(checkpoints, tmp_path / "w", "--dataset", str(missing_test)))
+    (tmp_path / "done" / "model").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="already exists; pass --overwrite_output_dir"):
+        recipe.main(_argv(checkpoints, tmp_path / "done"))
