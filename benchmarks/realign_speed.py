@@ -1,11 +1,13 @@
 """Re-alignment speed (issue 5): head re-alignment per epoch on cached features vs with the encoder in the loop, and
 representation re-alignment step time and peak memory vs full MTL fine-tuning at the same batch size.
 
-    python benchmarks/realign_speed.py                      # both encoders below, 1 thread
+    python benchmarks/realign_speed.py                      # demo and small encoders, 1 thread
+    python benchmarks/realign_speed.py --encoders base --samples 64 --epochs 1 --steps 2 --warmup 1   # ViT-B, slow
     python benchmarks/realign_speed.py --encoders demo --threads 2
 
 Encoders (random weights: speed does not depend on them): `demo` is the embedded benchmark's (hidden 128, 4 blocks,
-patch 8, 64 px); `small` is DINOv2-S-shaped (hidden 384, 12 blocks, 6 heads, patch 14) at 112 px. Three linear heads
+patch 8, 64 px); `small` is DINOv2-S-shaped (hidden 384, 12 blocks, 6 heads, patch 14) at 112 px; `base` is
+DINOv2-B-shaped (hidden 768, 12 blocks, patch 14) at 224 px, the paper's regime (it uses 280×378). Three linear heads
 (segmentation 10 classes, depth, normals). Each representation/MTL configuration runs in a fresh subprocess so its
 peak RSS (VmHWM) is its own; step times are medians over the timed steps after warm-up.
 """
@@ -26,6 +28,7 @@ import time
 ENCODERS = {
     "demo": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "patch_size": 8, "size": 64},
     "small": {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6, "patch_size": 14, "size": 112},
+    "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "patch_size": 14, "size": 224},
 }
 TASKS = {
     "segmentation": {"kind": "semantic_segmentation", "num_outputs": 10},

@@ -136,3 +136,16 @@ def test_relationships_writes_plots_and_report(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:  # an empty λ grid is a usage error
         main([*argv, "--lambdas"])
     assert exit_.value.code == 2
+
+
+def test_merge_through_the_top_level_cli(tiny, tmp_path, capsys):
+    argv = ["merge", "--base", str(tiny["base"]), "--output", str(tmp_path / "merged"), "--no-progress"]
+    for folder in tiny["tasks"]:
+        argv += ["--task", str(folder)]
+    assert main([*argv, "--method", "ties", "--density", "0.5", "--alpha", "0.8"]) == 0
+    merged = SimoModel.from_pretrained(tmp_path / "merged")
+    assert merged.task_names == ["segmentation", "depth", "normals"]
+    assert merged.config.merge["method"] == "ties" and merged.config.merge["alpha"] == 0.8
+    assert "merged 3 task(s) with ties" in capsys.readouterr().out
+    assert main([*argv, "--method", "ties", "--density", "0"]) == 1  # out of range: one line, nothing written
+    assert "density" in capsys.readouterr().err

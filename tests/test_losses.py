@@ -82,3 +82,18 @@ def test_normals_loss_can_be_l1():
     labels = F.normalize(torch.randn(1, 3, 2, 2), dim=1)
     assert math.isclose(task_loss(spec, labels, labels).item(), 0.0)
     assert task_loss(spec, -labels, labels).item() > 0
+
+
+def test_unit_vectors_equals_f_normalize_including_zero_vectors():
+    from hf_simo.losses import unit_vectors
+
+    x = torch.randn(2, 3, 5, 7)
+    x[0, :, 0, 0] = 0.0
+    x[1, :, 1, 1] = 1e-20
+    torch.testing.assert_close(unit_vectors(x), F.normalize(x, dim=1))
+    assert unit_vectors(x)[0, :, 0, 0].abs().sum() == 0
+    y = x.clone().requires_grad_(True)
+    z = x.clone().requires_grad_(True)
+    (unit_vectors(y) * x).sum().backward()
+    (F.normalize(z, dim=1) * x).sum().backward()
+    torch.testing.assert_close(y.grad, z.grad)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
@@ -341,3 +342,21 @@ def test_bf16_autocast_training_keeps_fp32_weights(tiny_data, tmp_path, fresh_ac
     assert activations and all(dtype == torch.bfloat16 for dtype in activations)  # matmuls ran in bf16
     with pytest.raises(ValueError, match="fp16"):
         make_accelerator(tmp_path, mixed_precision="fp16", cpu=True, log_with=None)
+
+
+@pytest.mark.parametrize("total_steps", [1, 2, 19, 20, 21, 40, 200])
+def test_one_cycle_schedule_survives_a_one_step_warmup(total_steps):
+    """torch's OneCycleLR divides by zero when warmup_ratio * total_steps == 1 (20 steps at 5%)."""
+    from hf_simo.training.loop import one_cycle_schedule
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=1.0)
+    schedule = one_cycle_schedule(optimizer, 1.0, total_steps, 0.05)
+    rates = []
+    for _ in range(total_steps):
+        optimizer.step()
+        schedule.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert all(math.isfinite(r) for r in rates)
+    if total_steps >= 20:
+        assert max(rates) > rates[-1] and max(rates) <= 1.0 + 1e-9  # warms up, then anneals

@@ -67,30 +67,10 @@ def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .configuration_simo import TaskSpecError
-    from .data import DataFormatError, DatasetNotFoundError
-    from .hub import CheckpointError
-    from .merging import MergeOptionError
-    from .publishing import PublishError
-    from .training.data import UnknownTaskError
-    from .training.loop import TrainingError
-    from .training.run import RunConflictError
+    """The recipes' user errors, plus the built-in ones a verb raises for bad paths, names and values."""
+    from .training.cli import user_errors
 
-    return (
-        CheckpointError,
-        DataFormatError,
-        DatasetNotFoundError,
-        FileExistsError,
-        FileNotFoundError,
-        KeyError,
-        MergeOptionError,
-        PublishError,
-        RunConflictError,
-        TaskSpecError,
-        TrainingError,
-        UnknownTaskError,
-        ValueError,
-    )
+    return (*user_errors(), FileExistsError, FileNotFoundError, KeyError, ValueError)
 
 
 def _one_line(err: BaseException) -> str:

@@ -94,7 +94,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         simo_batches,
     )
     from .training.args import DataArguments, FinetuneArguments, MTLArguments, RunArguments
-    from .training.data import load_training_data
+    from .training.data import load_data
     from .training.finetune import dataset_task_specs, run_finetune, run_mtl
     from .training.run import read_summary
     from .training.utils import configure_threads
@@ -131,14 +131,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     mtl_dir = run_mtl(MTLArguments(), data, dataclasses.replace(run, output_dir=str(out / "mtl")))
     timed("MTL training", t0)
 
-    datasets = load_training_data(
-        args.dataset,
-        image_size=args.image_size,
-        train_samples=args.train_samples,
-        validation_samples=args.validation_samples,
-        test_samples=args.test_samples,
-        data_seed=args.seed,
-    )
+    datasets = load_data(data, test_samples=args.test_samples)
     validation = simo_batches(datasets["validation"], tasks, 64)
     test = simo_batches(datasets["test"], tasks, 64)
 

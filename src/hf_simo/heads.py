@@ -11,6 +11,7 @@ import copy
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import Dinov2Config, DPTConfig
 from transformers.models.dpt.modeling_dpt import DPTDepthEstimationHead, DPTNeck, DPTSemanticSegmentationHead
@@ -23,28 +24,38 @@ class LinearHead(nn.Module):
 
     For each selected layer the patch tokens are concatenated with the CLS token (broadcast over the grid), the
     layers are concatenated on channels, then BatchNorm and a 1x1 convolution predict at the patch grid.
+
+    Computed in token layout — (B·h·w) rows × channels: the BatchNorm over (B, h, w) is the `BatchNorm2d` module on
+    an (rows, C, 1, 1) view and the 1x1 convolution is one matmul with its weight — the same parameters and
+    results as the NCHW formulation, about twice as fast on CPU (it dominates head re-alignment on cached features).
     """
 
     def __init__(self, spec: TaskSpec, backbone_config: Dinov2Config):
         super().__init__()
         self.layers = list(spec.layers)
         self.use_cls_token = bool(spec.head_options["use_cls_token"])
+        self.dropout_p = float(spec.head_options["dropout"])
         in_channels = backbone_config.hidden_size * len(self.layers) * (2 if self.use_cls_token else 1)
         self.batch_norm = nn.BatchNorm2d(in_channels)
-        self.dropout = nn.Dropout2d(spec.head_options["dropout"])
         self.classifier = nn.Conv2d(in_channels, spec.num_outputs, kernel_size=1)
 
     def forward(self, features: dict[int, torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
-        height, width = grid
-        maps = []
+        parts = []
         for layer in self.layers:
-            tokens = features[layer]  # (B, 1 + N, C), layer-normed
-            patches = tokens[:, 1:].transpose(1, 2).reshape(tokens.shape[0], -1, height, width)
-            maps.append(patches)
+            tokens = features[layer]  # (B, 1 + h*w, C), layer-normed
+            parts.append(tokens[:, 1:])
             if self.use_cls_token:
-                maps.append(tokens[:, 0, :, None, None].expand(-1, -1, height, width))
-        x = torch.cat(maps, dim=1)
-        return self.classifier(self.dropout(self.batch_norm(x)))
+                parts.append(tokens[:, :1].expand(-1, tokens.shape[1] - 1, -1))
+        x = torch.cat(parts, dim=-1)  # (B, h*w, channels): the NCHW head's channels, in the same order
+        batch, n, channels = x.shape
+        x = self.batch_norm(x.reshape(batch * n, channels, 1, 1)).view(batch, n, channels)
+        if self.training and self.dropout_p > 0:  # Dropout2d: whole channels per sample
+            x = x * F.dropout(x.new_ones(batch, 1, channels), self.dropout_p, training=True)
+        # A fresh copy of the (small) weight: BLAS picks kernels by memory alignment, and weights loaded from
+        # safetensors are memory-mapped, so without it a reloaded model could differ from the saved one in the last bit.
+        weight = self.classifier.weight.reshape(self.classifier.out_channels, channels).clone()
+        out = F.linear(x, weight, self.classifier.bias)
+        return out.transpose(1, 2).reshape(batch, -1, *grid)
 
 
 def dpt_config_for(spec: TaskSpec, backbone_config: Dinov2Config) -> DPTConfig:

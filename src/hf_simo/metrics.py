@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .configuration_simo import TaskSpec
-from .losses import valid_mask
+from .losses import unit_vectors, valid_mask
 
 
 HIGHER_IS_BETTER: dict[str, bool] = {
@@ -167,9 +166,9 @@ class NormalsMetric(TaskMetric):
     @torch.no_grad()
     def update(self, prediction: torch.Tensor, labels: torch.Tensor) -> None:
         mask = valid_mask(self.spec, labels)
-        pred = F.normalize(prediction.double(), dim=1)
+        pred = unit_vectors(prediction.double())
         target = labels.double()
-        cosine = (pred * F.normalize(target, dim=1)).sum(dim=1).clamp(-1.0, 1.0)[mask]
+        cosine = (pred * unit_vectors(target)).sum(dim=1).clamp(-1.0, 1.0)[mask]
         angles = torch.rad2deg(torch.acos(cosine))
         bins = self.states["histogram"].numel()
         index = (angles / ANGLE_BIN_DEGREES).long().clamp(0, bins - 1)

@@ -22,7 +22,7 @@ from .block_adapters import attach_block_adapters, validate_rank
 from .configuration_simo import SimoConfig, TaskSpec
 from .heads import build_head
 from .hub import CheckpointError, resolve_repo, safetensors_files
-from .losses import task_loss
+from .losses import task_loss, unit_vectors
 from .processing import make_image_processor
 from .weights import canonical_key
 
@@ -319,7 +319,7 @@ class SimoModel(SimoPreTrainedModel):
             if output_size is not None and tuple(out.shape[-2:]) != tuple(output_size):
                 out = F.interpolate(out, size=tuple(output_size), mode="bilinear", align_corners=False)
             if self.config.tasks[name]["kind"] == "surface_normals":
-                out = F.normalize(out, dim=1)
+                out = unit_vectors(out)
             predictions[name] = out
         return predictions
 

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..losses import task_loss
 from ..modeling_simo import SimoEncoding, SimoModel, freeze_unused_parameters
+from ..training.loop import one_cycle_schedule
 
 
 @dataclass
@@ -267,9 +268,7 @@ def realign_heads(
     all_params = [p for t in tasks for p in params[t]]
     optimizer = torch.optim.AdamW(all_params, lr=learning_rate, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(train) / batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=learning_rate, total_steps=max(1, steps_per_epoch * epochs), pct_start=0.05
-    )
+    scheduler = one_cycle_schedule(optimizer, learning_rate, steps_per_epoch * epochs, 0.05)
     specs = {t: model.config.get_task(t) for t in tasks}
 
     def evaluate() -> dict[str, float]:

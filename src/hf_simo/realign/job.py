@@ -94,20 +94,6 @@ class RealignOutcome:
     files: list[Path] = field(default_factory=list)
 
 
-def _json_option(value: str | dict | None, name: str) -> dict[str, Any]:
-    if value is None or value == "":
-        return {}
-    if isinstance(value, dict):
-        return dict(value)
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--{name} must be a JSON object, got {value!r} ({err.msg})") from err
-    if not isinstance(parsed, dict):
-        raise ValueError(f"--{name} must be a JSON object, got {value!r}")
-    return parsed
-
-
 def ensure_single_task_checkpoints(tasks: list[str], data, run) -> dict[str, str]:
     """The embedded single-task checkpoints, trained with the fine-tuning recipe when missing (cached)."""
     from ..training.args import FinetuneArguments, RunArguments
@@ -132,6 +118,7 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     from ..cards import write_model_card
     from ..pipeline import (
         RealignmentSettings,
+        evaluate_batches,
         evaluate_model,
         merge_sources,
         parse_task_sources,
@@ -139,7 +126,8 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
         realign,
         simo_batches,
     )
-    from ..training.data import UnknownTaskError, load_training_data
+    from ..training.args import json_mapping
+    from ..training.data import UnknownTaskError, load_data
     from ..training.finetune import dataset_tag, dataset_task_specs
     from ..training.run import RunConflictError, save_atomically
     from ..training.utils import configure_threads, make_accelerator
@@ -166,16 +154,7 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
             sources = ensure_single_task_checkpoints(list(specs), data, run)
     tasks = list(sources)
     with accelerator.main_process_first():
-        datasets = load_training_data(
-            data.dataset,
-            dataset_path=data.dataset_path,
-            image_size=data.image_size,
-            train_samples=data.train_samples,
-            validation_samples=data.validation_samples,
-            test_samples=args.test_samples,
-            data_seed=data.data_seed,
-            cache_dir=data.dataset_cache_dir,
-        )
+        datasets = load_data(data, test_samples=args.test_samples)
     for split in ("validation", "test"):
         if split not in datasets:
             raise UnknownTaskError(f"re-alignment needs a {split!r} split; the dataset has {list(datasets)}")
@@ -190,8 +169,6 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     # single-task baselines on validation (for α) and on test (for the table)
     singles = {t: SimoModel.from_pretrained(sources[t]).eval() for t in tasks}
     validation_batches = simo_batches(realign_set, tasks, args.eval_batch_size)
-    from ..pipeline import evaluate_batches
-
     val_baselines = {
         t: primary_values(singles[t], evaluate_batches(singles[t], validation_batches, [t]))[t] for t in tasks
     }
@@ -206,7 +183,7 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
         sources,
         base=args.base_model,
         method=args.merge_method,
-        options=_json_option(args.merge_options, "merge_options"),
+        options=json_mapping(args.merge_options, "--merge_options"),
         alpha=args.alpha,
         alphas=args.alpha_grid,
         validation=validation_batches,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -163,6 +164,23 @@ OPERATIONAL_FIELDS = frozenset(
         "hub_private_repo",
     }
 )
+
+
+def json_mapping(value: str | dict[str, Any] | None, name: str) -> dict[str, Any]:
+    """An option given as JSON on the command line (`'{"density": 0.2}'`) or as a mapping in a YAML file."""
+    from ..configuration_simo import TaskSpecError
+
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise TaskSpecError(f"{name} must be a JSON object, got {value!r} ({err.msg})") from err
+    if not isinstance(parsed, dict):
+        raise TaskSpecError(f"{name} must be a JSON object, got {value!r}")
+    return parsed
 
 
 def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:

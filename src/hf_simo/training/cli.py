@@ -13,7 +13,7 @@ from .loop import TrainingError
 from .run import RunConflictError
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
+def user_errors() -> tuple[type[BaseException], ...]:
     from ..data import DataFormatError, DatasetNotFoundError
     from ..merging import MergeOptionError, NotFineTunedError
     from ..publishing import PublishError
@@ -42,7 +42,7 @@ def run_recipe(function: Callable[..., Path], dataclass_types: Sequence[type], a
         raise SystemExit(f"error: {' '.join(str(err).split())}") from err
     try:
         return function(*parsed)
-    except _user_errors() as err:
+    except user_errors() as err:
         raise SystemExit(f"error: {' '.join(str(err).split())}") from err
 
 
@@ -64,4 +64,4 @@ def mtl_main(argv: Sequence[str] | None = None) -> Path:
     return run_recipe(run_mtl, (MTLArguments, DataArguments, RunArguments), argv)
 
 
-__all__ = ["finetune_main", "mtl_main", "pretrain_main", "run_recipe"]
+__all__ = ["finetune_main", "mtl_main", "pretrain_main", "run_recipe", "user_errors"]

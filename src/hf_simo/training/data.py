@@ -79,6 +79,20 @@ def load_training_data(
     return data.with_format("torch")
 
 
+def load_data(data, *, test_samples: int | None = None):
+    """`load_training_data` with the fields of a `DataArguments` (the one call every recipe and verb makes)."""
+    return load_training_data(
+        data.dataset,
+        dataset_path=data.dataset_path,
+        image_size=data.image_size,
+        train_samples=data.train_samples,
+        validation_samples=data.validation_samples,
+        test_samples=test_samples,
+        data_seed=data.data_seed,
+        cache_dir=data.dataset_cache_dir,
+    )
+
+
 def check_splits(data, splits: Sequence[str] = ("train", "validation")) -> None:
     missing = [s for s in splits if s not in data]
     if missing:
@@ -168,6 +182,7 @@ __all__ = [
     "REAL_DATASETS",
     "UnknownTaskError",
     "check_splits",
+    "load_data",
     "load_training_data",
     "make_augmentation",
     "make_simo_loss_fn",

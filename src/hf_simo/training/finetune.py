@@ -9,22 +9,21 @@ in the same two phases). The result is a `SimoModel` folder written atomically u
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..configuration_simo import TaskSpecError
 from ..metrics import MultiTaskMetrics
 from ..modeling_simo import SimoModel, freeze_unused_parameters
 from ..publishing import push_folder_to_hub
-from .args import DataArguments, FinetuneArguments, MTLArguments, RunArguments, as_dict, identity
+from .args import DataArguments, FinetuneArguments, MTLArguments, RunArguments, as_dict, identity, json_mapping
 from .data import (
     BENCHMARK_PRESETS,
     REAL_DATASETS,
     check_splits,
+    load_data,
     load_training_data,
     make_augmentation,
     make_simo_loss_fn,
@@ -76,21 +75,6 @@ def encoder_drift(initial: dict[str, torch.Tensor], model: SimoModel) -> dict[st
         diff_sq += float((end - start).pow(2).sum())
         base_sq += float(start.pow(2).sum())
     return {"tau_norm": diff_sq**0.5, "theta0_norm": base_sq**0.5, "tau_ratio": (diff_sq / max(base_sq, 1e-30)) ** 0.5}
-
-
-def head_options(value: str | dict[str, Any] | None) -> dict[str, Any]:
-    """`--head_options` as given on the command line (JSON) or in a YAML file (a mapping)."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, dict):
-        return dict(value)
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as err:
-        raise TaskSpecError(f"--head_options must be a JSON object, got {value!r} ({err.msg})") from err
-    if not isinstance(parsed, dict):
-        raise TaskSpecError(f"--head_options must be a JSON object, got {value!r}")
-    return parsed
 
 
 def two_stages(args: FinetuneArguments | MTLArguments, run: RunArguments) -> list[Stage]:
@@ -155,15 +139,7 @@ def train_simo(
         base = str(default_encoder(data, run, args.encoder_config))
         # the pre-training run made its own Accelerator (same shared state); ours keeps its trackers
     with accelerator.main_process_first():
-        datasets = load_training_data(
-            data.dataset,
-            dataset_path=data.dataset_path,
-            image_size=data.image_size,
-            train_samples=data.train_samples,
-            validation_samples=data.validation_samples,
-            data_seed=data.data_seed,
-            cache_dir=data.dataset_cache_dir,
-        )
+        datasets = load_data(data)
     check_splits(datasets)
     train = task_columns(datasets["train"], task_names)
     validation = task_columns(datasets["validation"], task_names)
@@ -176,7 +152,7 @@ def train_simo(
 
     set_seed(run.seed)
     head_specs = {
-        name: {**spec, "head": args.head, "head_options": head_options(args.head_options)}
+        name: {**spec, "head": args.head, "head_options": json_mapping(args.head_options, "--head_options")}
         for name, spec in specs.items()
     }
     model = SimoModel.from_backbone(base, tasks=head_specs, revision=args.model_revision)

@@ -196,6 +196,19 @@ class TrainingResult:
 # ---------------------------------------------------------------------------------------------------- data helpers
 
 
+def one_cycle_schedule(
+    optimizer: torch.optim.Optimizer, max_lr: float | list[float], total_steps: int, warmup_ratio: float = 0.05
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """The paper's one-cycle schedule. torch's `OneCycleLR` divides by zero when `warmup_ratio * total_steps` is
+    exactly 1 (e.g. 20 steps at 5%): the warm-up is then stretched to 1.5 steps."""
+    total_steps = max(int(total_steps), 1)
+    if math.isclose(warmup_ratio * total_steps, 1.0):
+        warmup_ratio = min(1.0, 1.5 / total_steps)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=warmup_ratio
+    )
+
+
 def shard_bounds(num_samples: int, num_shards: int, index: int) -> tuple[int, int]:
     """[start, end) of contiguous shard `index`: sizes differ by at most one, shards are disjoint and cover all.
 
@@ -697,11 +710,8 @@ class _Run:
         if stage.max_steps is not None:
             total_steps = min(total_steps, stage.max_steps)
         total_steps = max(total_steps, 1)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            max_lr=[g.get("lr", stage.learning_rate) for g in groups],
-            total_steps=total_steps,
-            pct_start=stage.warmup_ratio,
+        scheduler = one_cycle_schedule(
+            optimizer, [g.get("lr", stage.learning_rate) for g in groups], total_steps, stage.warmup_ratio
         )
         # Accelerate skips objects it prepared before; this stage needs a new DDP wrapper (its own trainable set)
         # and a fresh mixed-precision forward, so the flag set by the previous stage's `prepare` is cleared.
@@ -879,6 +889,7 @@ def fit(
 
 
 __all__ = [
+    "one_cycle_schedule",
     "BatchTransform",
     "LossFn",
     "Stage",

@@ -29,7 +29,7 @@ from transformers import Dinov2Config, Dinov2Model
 from ..processing import normalize_images
 from ..publishing import push_folder_to_hub
 from .args import DataArguments, EncoderArguments, RunArguments, as_dict, identity, parse_args
-from .data import check_splits, load_training_data
+from .data import check_splits, load_data
 from .loop import Stage, StepOutput, TrainerConfig, fit
 from .run import (
     check_output_dir,
@@ -164,15 +164,7 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
     from accelerate.utils import set_seed
 
     set_seed(run.seed)
-    datasets = load_training_data(
-        data.dataset,
-        dataset_path=data.dataset_path,
-        image_size=data.image_size,
-        train_samples=data.train_samples,
-        validation_samples=data.validation_samples,
-        data_seed=data.data_seed,
-        cache_dir=data.dataset_cache_dir,
-    )
+    datasets = load_data(data)
     check_splits(datasets)
     train = datasets["train"].select_columns(["image"])
     validation = datasets["validation"].select_columns(["image"])
