@@ -13,8 +13,9 @@ Launch:
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 recipes/train_mtl.py
 
 With no arguments: all tasks of the embedded `nyuv2` benchmark, the small encoder from `pretrain_encoder.py`
-(cached), batch 16, stage 1: 2 epochs at lr 1e-2, stage 2: 3 epochs at lr 2e-3, output `outputs/mtl-nyuv2`
-(about 2 minutes on 2 CPU cores).
+(cached), batch 16, stage 1: 2 epochs at lr 1e-2, stage 2: up to 9 epochs at lr 2e-3 (the three single-task runs'
+stage-2 epochs together: MTL gets the same training compute as the models it is compared with), early stopping with
+patience 3, output `outputs/mtl-nyuv2` (about 3 minutes on 2 CPU cores).
 Arguments: `--help`.
 """
 

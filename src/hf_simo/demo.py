@@ -45,6 +45,14 @@ class DemoArguments:
     train_samples: int = _arg(2000, "Training samples (single-task and MTL training).")
     validation_samples: int = _arg(200, "Validation samples: α search and re-alignment see only these.")
     test_samples: int = _arg(500, "Test samples: every reported number.")
+    stage1_epochs: int = _arg(2, "Head probing (stage 1) epochs of single-task and MTL training.")
+    finetune_epochs: int = _arg(
+        3,
+        "Single-task stage-2 epochs (early-stopped). The short default fits the 15-minute budget; it stops before "
+        "the validation loss plateaus (benchmarks/realign_results.py --converged trains as the paper does).",
+    )
+    mtl_epochs: int = _arg(9, "MTL stage-2 epochs: by default the three single-task runs' together.")
+    patience: int = _arg(3, "Early-stopping patience (epochs) of stage 2.")
     methods: list[str] = _arg(["task_arithmetic", "ties"], "Merging methods.")
     ties_density: float = _arg(0.2, "TIES: fraction of each task vector kept.")
     alpha_grid: list[float] = _arg([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0], "α values searched on validation.")
@@ -124,11 +132,18 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     for task in tasks:
         _say(f"single-task fine-tuning: {task}")
         task_run = dataclasses.replace(run, output_dir=str(out / f"finetune-{task}"))
-        sources[task] = str(run_finetune(FinetuneArguments(task=task), data, task_run))
+        finetune = FinetuneArguments(
+            task=task,
+            stage1_epochs=args.stage1_epochs,
+            stage2_epochs=args.finetune_epochs,
+            stage2_patience=args.patience,
+        )
+        sources[task] = str(run_finetune(finetune, data, task_run))
     timed("single-task fine-tuning (incl. data and encoder)", t0)
     t0 = time.perf_counter()
     _say("multi-task baseline (MTL)")
-    mtl_dir = run_mtl(MTLArguments(), data, dataclasses.replace(run, output_dir=str(out / "mtl")))
+    mtl = MTLArguments(stage1_epochs=args.stage1_epochs, stage2_epochs=args.mtl_epochs, stage2_patience=args.patience)
+    mtl_dir = run_mtl(mtl, data, dataclasses.replace(run, output_dir=str(out / "mtl")))
     timed("MTL training", t0)
 
     datasets = load_data(data, test_samples=args.test_samples)
