@@ -88,6 +88,24 @@ class RunArguments:
     push_to_hub: str | None = _op(None, "Upload the final model to this Hub repo id (org/name).")
     hub_private_repo: bool = _op(False, "Create the Hub repo as private.")
 
+    def trainer_config(self, output_dir: str | os.PathLike, train_batch_size: int | None = None):
+        """The loop settings these arguments give (`train_batch_size` overrides the per-device one)."""
+        from .loop import TrainerConfig
+
+        return TrainerConfig(
+            output_dir=output_dir,
+            train_batch_size=train_batch_size or self.per_device_train_batch_size,
+            eval_batch_size=self.per_device_eval_batch_size,
+            max_grad_norm=self.max_grad_norm,
+            seed=self.seed,
+            checkpointing_steps=self.checkpointing_steps,
+            checkpoints_total_limit=self.checkpoints_total_limit,
+            logging_steps=self.logging_steps,
+            stop_after_steps=self.stop_after_steps,
+            dataloader_num_workers=self.dataloader_num_workers,
+            progress_bar=not self.disable_progress_bar,
+        )
+
 
 @dataclass
 class EncoderArguments:

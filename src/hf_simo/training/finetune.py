@@ -30,7 +30,7 @@ from .data import (
     select_tasks,
     task_columns,
 )
-from .loop import Stage, TrainerConfig, evaluate, fit, make_eval_loader
+from .loop import Stage, evaluate, fit, make_eval_loader
 from .pretrain import default_encoder
 from .run import (
     check_output_dir,
@@ -162,19 +162,7 @@ def train_simo(
     task_specs = model.config.task_specs
     loss_fn = make_simo_loss_fn(task_specs)
     metrics = MultiTaskMetrics(task_specs, device=accelerator.device)
-    config = TrainerConfig(
-        output_dir=output_dir,
-        train_batch_size=run.per_device_train_batch_size,
-        eval_batch_size=run.per_device_eval_batch_size,
-        max_grad_norm=run.max_grad_norm,
-        seed=run.seed,
-        checkpointing_steps=run.checkpointing_steps,
-        checkpoints_total_limit=run.checkpoints_total_limit,
-        logging_steps=run.logging_steps,
-        stop_after_steps=run.stop_after_steps,
-        dataloader_num_workers=run.dataloader_num_workers,
-        progress_bar=not run.disable_progress_bar,
-    )
+    config = run.trainer_config(output_dir)
     init_tracking(accelerator, recipe, {**as_dict(args, data, run), "resolved_tasks": ",".join(task_names)})
     result = fit(
         accelerator,

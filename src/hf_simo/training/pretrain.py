@@ -30,7 +30,7 @@ from ..processing import normalize_images
 from ..publishing import push_folder_to_hub
 from .args import DataArguments, EncoderArguments, RunArguments, as_dict, identity, parse_args
 from .data import check_splits, load_data
-from .loop import Stage, StepOutput, TrainerConfig, fit
+from .loop import Stage, StepOutput, fit
 from .run import (
     check_output_dir,
     claim_output_dir,
@@ -188,19 +188,7 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
         restore_best=False,
         eval_steps=run.eval_steps,
     )
-    config = TrainerConfig(
-        output_dir=output_dir,
-        train_batch_size=encoder.batch_size,
-        eval_batch_size=run.per_device_eval_batch_size,
-        max_grad_norm=run.max_grad_norm,
-        seed=run.seed,
-        checkpointing_steps=run.checkpointing_steps,
-        checkpoints_total_limit=run.checkpoints_total_limit,
-        logging_steps=run.logging_steps,
-        stop_after_steps=run.stop_after_steps,
-        dataloader_num_workers=run.dataloader_num_workers,
-        progress_bar=not run.disable_progress_bar,
-    )
+    config = run.trainer_config(output_dir, train_batch_size=encoder.batch_size)
     init_tracking(accelerator, "pretrain_encoder", as_dict(encoder, data, run))
     masks = dict(
         image_size=int(height),
