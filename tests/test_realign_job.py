@@ -117,3 +117,15 @@ def test_bad_inputs_are_one_line_errors(checkpoints, tmp_path):
     (tmp_path / "done" / "model").mkdir(parents=True)
     with pytest.raises(SystemExit, match="already exists; pass --overwrite_output_dir"):
         recipe.main(_argv(checkpoints, tmp_path / "done"))
+
+
+def test_a_base_the_checkpoints_were_not_fine_tuned_from_is_refused_unless_allowed(checkpoints, tmp_path):
+    recipe = load_recipe()
+    stranger = save_tiny_encoder(tmp_path / "stranger", seed=99)
+    argv = _argv(checkpoints, tmp_path / "distant", "--base_model", str(stranger), "--mode", "none", "--alpha", "0.5")
+    with pytest.raises(SystemExit, match=r"does not look fine-tuned from the base.*--allow-distant"):
+        recipe.main(argv)
+    assert not (tmp_path / "distant" / "model").exists()
+    with pytest.warns(UserWarning, match="may not be fine-tuned from this base"):
+        outcome = recipe.main([*argv, "--allow-distant"])
+    assert SimoModel.from_pretrained(outcome.model_dir).config.merge["alpha"] == 0.5

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .merging.sources import DEFAULT_MAX_RELATIVE_DISTANCE
 from .metrics import MultiTaskMetrics
 from .modeling_simo import SimoModel
 from .processing import normalize_images
@@ -138,9 +139,14 @@ def merge_sources(
     alphas: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
     validation: Sequence[Mapping[str, Any]] | None = None,
     baselines: Mapping[str, float] | None = None,
+    max_relative_distance: float | None = DEFAULT_MAX_RELATIVE_DISTANCE,
     progress: bool = True,
 ) -> MergeOutcome:
-    """Merge single-task checkpoints into one `SimoModel`; with `alpha=None`, tune α on `validation` first."""
+    """Merge single-task checkpoints into one `SimoModel`; with `alpha=None`, tune α on `validation` first.
+
+    `max_relative_distance`: refuse task encoders farther than this from the base (None: warn only; see
+    `merging.sources.check_fine_tuned`).
+    """
     from .merging import merge, search
 
     start = time.perf_counter()
@@ -158,11 +164,14 @@ def merge_sources(
             alphas=alphas,
             options=options,
             baselines=baselines,
+            max_relative_distance=max_relative_distance,
             progress=progress,
             verbose=False,
         )
         alpha, table = result.best.alpha, result.table()
-    model = merge(tasks, base, method, options, alpha=alpha, progress=progress)
+    model = merge(
+        tasks, base, method, options, alpha=alpha, max_relative_distance=max_relative_distance, progress=progress
+    )
     return MergeOutcome(model, method, options, float(alpha), table, time.perf_counter() - start)
 
 

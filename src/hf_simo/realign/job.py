@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..merging.sources import DEFAULT_MAX_RELATIVE_DISTANCE
 from ..metrics import render_table
 from ..modeling_simo import SimoModel
 
@@ -44,6 +45,10 @@ class RealignArguments:
     merge_options: str | None = _arg(None, "Method options as JSON (a mapping in YAML), e.g. '{\"density\": 0.2}'.")
     alpha: float | None = _arg(None, "Merge scaling α; default: tuned on the validation split over --alpha_grid.")
     alpha_grid: list[float] = _arg(DEFAULT_ALPHAS, "α values tried when --alpha is not given.")
+    allow_distant: bool = _arg(
+        False,
+        "Only warn (instead of refusing) when a task encoder is farther from the base than fine-tuning moves it.",
+    )
     rank: int = _arg(16, "Adapter rank (the paper: 16).")
     adapter: str = _arg("lora", "lora (block(x) + BAx through PEFT) or relu (the authors' code variant).")
     lora_target_modules: list[str] | None = _arg(
@@ -188,6 +193,7 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
         alphas=args.alpha_grid,
         validation=validation_batches,
         baselines=val_baselines,
+        max_relative_distance=None if args.allow_distant else DEFAULT_MAX_RELATIVE_DISTANCE,
         progress=progress,
     )
     if merged.search_table:
