@@ -11,7 +11,7 @@ from huggingface_hub import ModelCard
 from hf_simo import SimoModel
 from hf_simo.cli import main
 from hf_simo.training.testing import save_tiny_dataset
-from test_merge_fixtures import build_sources
+from test_merge_fixtures import build_base, build_sources
 
 
 VERBS = ["demo", "merge", "realign", "evaluate", "relationships", "card", "push"]
@@ -136,6 +136,20 @@ def test_relationships_writes_plots_and_report(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:  # an empty λ grid is a usage error
         main([*argv, "--lambdas"])
     assert exit_.value.code == 2
+
+
+def test_relationships_refuse_a_base_the_tasks_were_not_fine_tuned_from_unless_allowed(tiny, tmp_path, capsys):
+    build_base(tmp_path / "stranger", seed=321)
+    argv = ["relationships", "--base", str(tmp_path / "stranger"), "--dataset", str(tiny["data"]), "--no-progress"]
+    for folder in tiny["tasks"]:
+        argv += ["--task", str(folder)]
+    argv += ["--samples", "8", "--lambdas", "0", "1", "--output-dir", str(tmp_path / "rel")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "does not look fine-tuned from the base" in err and "--allow-distant" in err
+    with pytest.warns(UserWarning, match="may not be fine-tuned from this base"):
+        assert main([*argv, "--allow-distant"]) == 0
+    assert (tmp_path / "rel" / "relationships.json").is_file()
 
 
 def test_merge_through_the_top_level_cli(tiny, tmp_path, capsys):

@@ -114,6 +114,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _relationships(args: argparse.Namespace) -> int:
     from .analysis import describe_relationships, relationship_matrix
     from .analysis.plots import plot_relationship_matrix, plot_relationships
+    from .merging.sources import DEFAULT_MAX_RELATIVE_DISTANCE
     from .pipeline import run_relationships
 
     result, report_files = run_relationships(
@@ -125,6 +126,7 @@ def _relationships(args: argparse.Namespace) -> int:
         samples=args.samples,
         lambdas=args.lambdas,
         batch_size=args.batch_size,
+        max_relative_distance=None if args.allow_distant else DEFAULT_MAX_RELATIVE_DISTANCE,
         progress=not args.no_progress,
     )
     output = Path(args.output_dir)
@@ -227,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--task", action="append", required=True, metavar="[NAME=]SOURCE[@REV]", help="single-task checkpoint; repeat"
     )
     relationships.add_argument("--base", help="θ_0 (default: the base recorded in the checkpoints)")
+    relationships.add_argument(
+        "--allow-distant", action="store_true", help="only warn about task encoders far from the base"
+    )
     _data_options(relationships)
     relationships.add_argument("--samples", type=int, default=200, help="validation samples evaluated per point")
     relationships.add_argument("--lambdas", type=float, nargs="+", help="λ grid (default 0, 0.1, ..., 1.5)")

@@ -281,7 +281,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     t0 = time.perf_counter()
     figures = out / "figures"
     _say("task relationships (θ_0 + λ·τ_t sweeps)")
-    inputs = relationship_inputs(sources, validation, progress=progress)
+    inputs = relationship_inputs(sources, validation, max_relative_distance=None, progress=progress)
     relations = sweep_task_vectors(
         inputs.model,
         inputs.base_state,

@@ -189,13 +189,21 @@ class RelationshipInputs:
 
 
 def relationship_inputs(
-    sources: Mapping[str, str], batches: Sequence[Mapping[str, Any]], *, base: str | None = None, progress: bool = True
+    sources: Mapping[str, str],
+    batches: Sequence[Mapping[str, Any]],
+    *,
+    base: str | None = None,
+    max_relative_distance: float | None = DEFAULT_MAX_RELATIVE_DISTANCE,
+    progress: bool = True,
 ) -> RelationshipInputs:
     """Load θ_0 (with every checkpoint's head attached: a merge with α = 0), the task vectors τ_t = θ_t − θ_0 and
     each single-task model's value on `batches` (the normalization of the sweep)."""
     from .merging import merge
 
-    model = merge([f"{n}={s}" for n, s in sources.items()], base, "task_arithmetic", alpha=0.0, progress=progress)
+    tasks = [f"{n}={s}" for n, s in sources.items()]
+    model = merge(
+        tasks, base, "task_arithmetic", alpha=0.0, max_relative_distance=max_relative_distance, progress=progress
+    )
     base_state = {k: v.detach().clone() for k, v in model.dinov2.state_dict().items()}
     task_vectors, baselines = {}, {}
     for name, source in sources.items():
@@ -218,6 +226,7 @@ def run_relationships(
     samples: int = 200,
     lambdas: Sequence[float] | None = None,
     batch_size: int = 64,
+    max_relative_distance: float | None = DEFAULT_MAX_RELATIVE_DISTANCE,
     progress: bool = True,
 ):
     """The `hf-simo relationships` sweep on a dataset's validation split; returns (RelationshipResult, files)."""
@@ -229,7 +238,9 @@ def run_relationships(
         dataset, dataset_path=dataset_path, image_size=image_size, validation_samples=samples, train_samples=0
     )
     batches = simo_batches(data["validation"], list(sources), batch_size, limit=samples)
-    inputs = relationship_inputs(sources, batches, base=base, progress=progress)
+    inputs = relationship_inputs(
+        sources, batches, base=base, max_relative_distance=max_relative_distance, progress=progress
+    )
     result = sweep_task_vectors(
         inputs.model, inputs.base_state, inputs.task_vectors, lambdas, batches, inputs.baselines, progress=progress
     )
