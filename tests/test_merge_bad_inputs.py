@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 
@@ -11,7 +12,7 @@ from safetensors.torch import load_file
 
 from hf_simo import CheckpointError, SimoModel, UnsafeCheckpointError
 from hf_simo.merging import MergeOptionError, NotFineTunedError, merge, merge_to_folder
-from test_merge_fixtures import build_base, build_sources, build_task, leftovers, rewrite_weights
+from test_merge_fixtures import build_base, build_sources, build_task, encoder_state, leftovers, rewrite_weights
 
 
 @pytest.fixture
@@ -122,6 +123,31 @@ def test_bin_only_checkpoints_are_refused_unless_pickle_is_allowed(sources):
 def test_bad_options_are_refused_before_any_output(sources, kwargs, match):
     base, tasks, out = sources
     _expect_error(out, MergeOptionError, match, tasks, base, **kwargs)
+
+
+def _relative_update(merged_folder, base_folder) -> float:
+    """‖θ − θ_0‖ / ‖θ_0‖ over the encoder, from the saved tensors, in float64."""
+    merged, base = encoder_state(merged_folder), encoder_state(base_folder)
+    diff = sum(float((merged[k].double() - base[k].double()).pow(2).sum()) for k in base)
+    return (diff / sum(float(v.double().pow(2).sum()) for v in base.values())) ** 0.5
+
+
+def test_an_alpha_that_overflows_or_lands_far_from_the_base_is_refused_and_writes_nothing(sources, tmp_path):
+    base, tasks, out = sources
+    _expect_error(out, MergeOptionError, r"contains inf in float32 \(alpha=1e\+300\)", tasks, base, alpha=1e300)
+    with pytest.raises(MergeOptionError, match="contains inf"):  # in memory too
+        merge(tasks, base, alpha=1e300, progress=False)
+    _expect_error(out, MergeOptionError, r"contains inf in float16", tasks, base, alpha=1e7, dtype="float16")
+    unit = merge_to_folder(tmp_path / "unit", tasks, base, progress=False)  # alpha = 1
+    ratio = _relative_update(unit, base)
+    recorded = json.loads((unit / "config.json").read_text())["merge"]["statistics"]["relative_update"]
+    assert recorded == pytest.approx(ratio, rel=1e-5)
+    # Task Arithmetic is linear in alpha: ‖α·τ_MTL‖ / ‖θ_0‖ = α · ratio
+    _expect_error(
+        out, MergeOptionError, r"farther than 10·‖θ_0‖.*alpha is far too large", tasks, base, alpha=20 / ratio
+    )
+    allowed = merge_to_folder(out, tasks, base, alpha=5 / ratio, progress=False)
+    assert _relative_update(allowed, base) == pytest.approx(5.0, rel=1e-4)
 
 
 def test_a_checkpoint_not_fine_tuned_from_the_base_is_reported(sources, tmp_path):

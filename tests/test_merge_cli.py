@@ -98,6 +98,7 @@ def test_cli_generic_options_dtype_and_coefficients(sources, tmp_path):
         (["--method", "ties", "--density", "0"], "density"),
         (["--alpha", "-1"], "alpha must be"),
         (["--method", "bogus"], "unknown merging method 'bogus'"),
+        (["--alpha", "1e300"], "contains inf"),  # overflows float32: refused, nothing written
     ],
 )
 def test_cli_bad_input_exits_with_1_and_a_message(sources, tmp_path, capsys, extra, message):

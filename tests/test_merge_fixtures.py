@@ -15,6 +15,7 @@ from transformers import Dinov2Model
 
 from conftest import TINY_TASKS, tiny_backbone_config
 from hf_simo import SimoModel
+from hf_simo.atomic import lock_path
 from hf_simo.merging.sources import canonical_encoder_keys
 
 
@@ -93,8 +94,13 @@ def rewrite_weights(folder: str | os.PathLike, edit) -> None:
 
 
 def leftovers(parent: str | os.PathLike, name: str) -> list[str]:
-    """Anything a failed merge into `parent/name` may have left: the folder or its temporary siblings."""
-    return sorted(p.name for p in Path(parent).iterdir() if p.name == name or p.name.startswith(f".{name}."))
+    """Anything a failed merge into `parent/name` may have left: the folder or its temporary siblings. The empty
+    lock file `.<name>.lock` is not one: it stays on purpose (see `hf_simo.atomic`) and holds no data."""
+    lock = lock_path(Path(parent) / name)
+    assert not lock.exists() or lock.stat().st_size == 0
+    return sorted(
+        p.name for p in Path(parent).iterdir() if p != lock and (p.name == name or p.name.startswith(f".{name}."))
+    )
 
 
 def test_builders_make_fine_tuned_single_task_checkpoints(tmp_path):

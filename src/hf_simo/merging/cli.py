@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ..atomic import OutputBusyError
 from ..hub import CheckpointError
 from ..publishing import push_folder_to_hub
 from .engine import DTYPES, merge_to_folder
@@ -107,6 +108,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     output.add_argument("--dtype", default="auto", choices=("auto", *DTYPES), help="output dtype (default: auto)")
     output.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (default %(default)s)")
     output.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    output.add_argument(
+        "--wait-for-lock",
+        action="store_true",
+        help="if another merge is writing the same output, wait for it instead of failing",
+    )
     output.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the merged folder to this Hub repo")
     output.add_argument("--private", action="store_true", default=None, help="create the Hub repo as private")
     output.add_argument("--commit-message", help="Hub commit message")
@@ -149,6 +155,7 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "max_relative_distance": None if args.allow_distant else args.max_relative_distance,
         "max_shard_size": args.max_shard_size,
         "overwrite": args.overwrite,
+        "wait_for_lock": args.wait_for_lock,
         "progress": args.progress,
     }
 
@@ -157,7 +164,9 @@ def run_merge(args: argparse.Namespace) -> int:
     """Run a parsed `merge` command; returns the process exit code (0 ok, 1 bad input or checkpoint)."""
     try:
         output = merge_to_folder(**_kwargs(args))
-    except (CheckpointError, MergeOptionError, FileExistsError) as err:
+    except (CheckpointError, MergeOptionError, FileExistsError, OutputBusyError) as err:
+        if getattr(args, "debug", False):  # hf-simo --debug merge: the traceback
+            raise
         print(f"hf-simo merge: error: {err}", file=sys.stderr)
         return 1
     config = json.loads((output / "config.json").read_text())

@@ -16,17 +16,19 @@ Methods whose statistics span the whole encoder take extra read-only passes firs
   ||tau_MTL|| in one more pass.
 
 The first pass also checks every tensor for NaN/inf and measures each task's distance to the base (see
-`sources.check_fine_tuned`). Output is written to a temporary folder renamed at the very end, so an error never
-leaves a partial output folder.
+`sources.check_fine_tuned`); the last one refuses a merged tensor that is not finite and a merged encoder farther
+than `MAX_RELATIVE_UPDATE`·‖θ_0‖ from θ_0 (an α that overflows, not a model). Output is written with
+`hf_simo.atomic.atomic_folder`: into a temporary folder beside the output, under the output's lock, swapped in at the
+very end; an error or a kill never leaves a partial output folder nor loses the previous one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -36,8 +38,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers.initialization import no_init_weights
 
+from ..atomic import atomic_folder, check_can_write
 from ..cards import write_model_card
 from ..configuration_simo import SimoConfig
+from ..crashpoints import pause_point
 from ..hub import CheckpointError
 from ..modeling_simo import SimoModel
 from ..processing import make_image_processor
@@ -80,6 +84,9 @@ from .writer import DEFAULT_MAX_SHARD_SIZE, ShardedSafetensorsWriter
 
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Fine-tuning moves an encoder well under ‖θ_0‖ (the provenance check refuses task vectors above 1.0·‖θ_0‖), so a merge
+# landing 10·‖θ_0‖ from θ_0 (eight such task vectors, all aligned, at α = 1 land at 8) comes from an overflowing α.
+MAX_RELATIVE_UPDATE = 10.0
 _DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16", "float": "float32"}
 PREPROCESSOR_NAME = "preprocessor_config.json"
 
@@ -200,6 +207,9 @@ class _MergeJob:
         self.lines_alpha: float | None = self.options.get("lines_alpha") if self.method == "lines" else None
         self._validated = False
         self.numel = sum(_numel(self.base.encoder_info(key)[1]) for key in self.keys)
+        self.relative_update: float | None = None
+        self._update_sq = 0.0
+        self._base_sq = 0.0
 
     # ------------------------------------------------------------------ passes
 
@@ -301,6 +311,32 @@ class _MergeJob:
                 merged if return_task_vector else apply_task_vector(vectors.base, merged, self.scale(key)),
             )
 
+    # ------------------------------------------------------------------ result checks
+
+    def check_merged(self, key: str, base: torch.Tensor, merged: torch.Tensor) -> None:
+        """Refuse a merged tensor (in its output dtype) that is not finite; add it to ‖θ − θ_0‖."""
+        if not merged.is_floating_point():
+            return
+        if not torch.isfinite(merged).all():
+            kind = "NaN" if torch.isnan(merged).any() else "inf"
+            raise MergeOptionError(
+                f"the merged encoder tensor {key!r} contains {kind} in {str(merged.dtype).replace('torch.', '')} "
+                f"(alpha={self.alpha:g}): the scaled task vector overflows; use a smaller alpha (typically 0.1 to 1.5)"
+            )
+        self._update_sq += float(torch.linalg.vector_norm(merged.float() - base)) ** 2
+        self._base_sq += float(torch.linalg.vector_norm(base)) ** 2
+
+    def check_update(self) -> None:
+        """After the last `check_merged`: refuse a merged encoder farther than `MAX_RELATIVE_UPDATE`·‖θ_0‖ from θ_0."""
+        ratio = math.sqrt(self._update_sq / self._base_sq) if self._base_sq > 0 else math.sqrt(self._update_sq)
+        self.relative_update = ratio
+        if not math.isfinite(ratio) or ratio > MAX_RELATIVE_UPDATE:
+            raise MergeOptionError(
+                f"the merged encoder is {ratio:.3g}·‖θ_0‖ away from the base θ_0 (alpha={self.alpha:g}), farther than "
+                f"{MAX_RELATIVE_UPDATE:g}·‖θ_0‖: fine-tuning moves an encoder less than ‖θ_0‖, so alpha is far too "
+                "large; use a smaller alpha (typically 0.1 to 1.5)"
+            )
+
     # ------------------------------------------------------------------ record
 
     def record(self) -> dict[str, Any]:
@@ -314,6 +350,8 @@ class _MergeJob:
             statistics["global_thresholds"] = {t.task: v for t, v in zip(self.tasks, self.thresholds)}
         if self.majority is not None:
             statistics["global_majority_sign"] = self.majority
+        if self.relative_update is not None:
+            statistics["relative_update"] = self.relative_update  # ‖θ − θ_0‖ / ‖θ_0‖ of the merged encoder
         record: dict[str, Any] = {
             "method": self.method,
             "options": dict(self.options),
@@ -451,9 +489,12 @@ def _run_to_sink(
     job: _MergeJob, dtype: torch.dtype, cast_heads: bool, sink, config: SimoConfig, rename: Mapping[str, str] | None
 ) -> None:
     job.prepare()
-    for key, _, merged in job.encoder():
+    for key, base, merged in job.encoder():
         name = f"dinov2.{key}"
-        sink(rename[name] if rename else name, merged.to(dtype))
+        merged = merged.to(dtype)
+        job.check_merged(key, base, merged)
+        sink(rename[name] if rename else name, merged)
+    job.check_update()
     for name, checkpoint, raw, out_dtype in _head_plan(job, dtype, cast_heads):
         tensor = checkpoint.reader.get(raw)
         if tensor.is_floating_point():
@@ -603,6 +644,7 @@ def merge_to_folder(
     max_relative_distance: float | None = DEFAULT_MAX_RELATIVE_DISTANCE,
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     overwrite: bool = False,
+    wait_for_lock: bool = False,
     push_to_hub: str | None = None,
     private: bool | None = None,
     commit_message: str | None = None,
@@ -611,57 +653,53 @@ def merge_to_folder(
 ) -> Path:
     """Merge and write a complete `SimoModel` folder (config.json, safetensors, preprocessor_config.json).
 
-    Streams tensor by tensor (see the module docstring). The folder is written under a temporary name next to
-    `output_dir` and renamed at the end: on any error nothing is left behind. `push_to_hub="org/name"` then
-    uploads it with `HfApi.upload_folder`. Arguments as in `merge`, plus the `MergeArguments` fields.
+    Streams tensor by tensor (see the module docstring). The folder is written under a temporary name beside
+    `output_dir`, holding the output's lock, and swapped in at the end (`hf_simo.atomic.atomic_folder`): on any error
+    or a kill the previous output stays as it was, and the next run cleans what a killed one left. Another process
+    writing the same output is an `OutputBusyError` unless `wait_for_lock`; an output that exists (or appeared while
+    waiting) is a `FileExistsError` unless `overwrite`. `push_to_hub="org/name"` then uploads it with
+    `HfApi.upload_folder`. Arguments as in `merge`, plus the `MergeArguments` fields.
     """
     options = _collect_options(options, method_options)
     coefficients = _load_coefficients(coefficients)
     _check_single_encoder(resolve_method(method, options)[0])
     validate_alpha(alpha)
     output = Path(output_dir)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
-    writer: ShardedSafetensorsWriter | None = None
-    try:
-        with open_sources(
-            base,
-            tasks,
-            base_revision=base_revision,
-            token=token,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            allow_pickle=allow_pickle,
-        ) as sources:
-            job = _MergeJob(sources, method, options, alpha, coefficients, max_relative_distance, progress)
-            out_dtype = resolve_dtype(dtype, sources)
-            cast_heads = not (dtype is None or dtype == "auto")
-            config = _build_config(job, out_dtype)
-            plan = _plan(job, out_dtype, cast_heads)
-            _check_against_model(config, {name: shape for name, _, shape in plan}, job)
-            rename = saved_names(config, {name: shape for name, _, shape in plan})
+    check_can_write(output, overwrite)
+    with open_sources(
+        base,
+        tasks,
+        base_revision=base_revision,
+        token=token,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        allow_pickle=allow_pickle,
+    ) as sources:
+        job = _MergeJob(sources, method, options, alpha, coefficients, max_relative_distance, progress)
+        out_dtype = resolve_dtype(dtype, sources)
+        cast_heads = not (dtype is None or dtype == "auto")
+        config = _build_config(job, out_dtype)
+        plan = _plan(job, out_dtype, cast_heads)
+        _check_against_model(config, {name: shape for name, _, shape in plan}, job)
+        rename = saved_names(config, {name: shape for name, _, shape in plan})
+        with atomic_folder(output, overwrite=overwrite, wait_for_lock=wait_for_lock) as temporary:
             writer = ShardedSafetensorsWriter(
                 temporary, [(rename[name], dt, shape) for name, dt, shape in plan], max_shard_size=max_shard_size
             )
-            _run_to_sink(job, out_dtype, cast_heads, writer.write, config, rename)
-            writer.close()
+
+            def sink(name: str, tensor: torch.Tensor) -> None:
+                writer.write(name, tensor)
+                pause_point("merge:writing")
+
+            try:
+                _run_to_sink(job, out_dtype, cast_heads, sink, config, rename)
+                writer.close()
+            except BaseException:
+                writer.abort()
+                raise
             config.save_pretrained(temporary)
             _write_preprocessor(sources, temporary)
             write_model_card(temporary, config)
-        if output.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".old", dir=output.parent))
-            os.replace(output, backup / output.name)
-            os.replace(temporary, output)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(temporary, output)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     if push_to_hub:
         push_folder_to_hub(output, push_to_hub, token=token, private=bool(private), commit_message=commit_message)
     return output
@@ -739,6 +777,9 @@ class MergeArguments:
     )
     max_shard_size: str = dataclasses.field(default=DEFAULT_MAX_SHARD_SIZE, metadata={"help": "Shard size."})
     overwrite: bool = dataclasses.field(default=False, metadata={"help": "Replace an existing output folder."})
+    wait_for_lock: bool = dataclasses.field(
+        default=False, metadata={"help": "Wait for another process writing the same output instead of failing."}
+    )
     push_to_hub: str | None = dataclasses.field(default=None, metadata={"help": "Upload to this Hub repo id."})
     private: bool | None = dataclasses.field(default=None, metadata={"help": "Create the Hub repo as private."})
     commit_message: str | None = dataclasses.field(default=None, metadata={"help": "Hub commit message."})
