@@ -44,7 +44,7 @@ def test_a_file_writer_killed_before_the_rename_loses_nothing_and_its_temporary_
     path = tmp_path / "results.md"
     atomic_write_text(path, "old")
     code = f"from hf_simo.atomic import atomic_write_text; atomic_write_text({str(path)!r}, 'new')"
-    writer = PausedProcess(["-c", code], "atomic:file-written", tmp_path)
+    writer = PausedProcess(["-c", code], "atomic:file-written:results.md", tmp_path)
     [temporary] = temporaries(path, "tmp")
     assert temporary.read_text() == "new"  # complete, not yet renamed
     writer.kill()

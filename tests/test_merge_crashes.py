@@ -41,11 +41,11 @@ def _weights(folder) -> bytes:
 
 
 # at each point: what holds the output path right after the kill (None: nothing, the previous output waits aside).
-# (`atomic:folder-complete`, the new folder complete beside the previous one, is where the concurrency test holds.)
+# (`atomic:folder-complete:out`, the new folder complete beside the previous one, is where the concurrency test holds.)
 AFTER_KILL = {
     "merge:writing": "previous",  # part of the new tensors written into the temporary folder
-    "atomic:old-moved-aside": None,  # between the two renames of the swap
-    "atomic:swapped": "new",  # the previous one not deleted yet
+    "atomic:old-moved-aside:out": None,  # between the two renames of the swap
+    "atomic:swapped:out": "new",  # the previous one not deleted yet
 }
 
 
@@ -80,7 +80,7 @@ def test_two_merges_into_one_output_exactly_one_wins(sources, tmp_path, capsys, 
     base, tasks, reference = sources
     out = tmp_path / "out"
     # the first merge holds the output's lock, its new folder complete, not yet in place
-    first = PausedProcess(["-m", "hf_simo.cli", *_cli(base, tasks, out, 0.9)], "atomic:folder-complete", tmp_path)
+    first = PausedProcess(["-m", "hf_simo.cli", *_cli(base, tasks, out, 0.9)], "atomic:folder-complete:out", tmp_path)
 
     assert main(_cli(base, tasks, out, 0.5)) == 1  # a second one fails at once, in one line, writing nothing
     err = capsys.readouterr().err

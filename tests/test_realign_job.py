@@ -8,6 +8,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
+from conftest import PausedProcess
 from hf_simo import SimoModel
 from hf_simo.training.args import DataArguments, FinetuneArguments, RunArguments
 from hf_simo.training.finetune import run_finetune
@@ -129,3 +130,88 @@ def test_a_base_the_checkpoints_were_not_fine_tuned_from_is_refused_unless_allow
     with pytest.warns(UserWarning, match="may not be fine-tuned from this base"):
         outcome = recipe.main([*argv, "--allow-distant"])
     assert SimoModel.from_pretrained(outcome.model_dir).config.merge["alpha"] == 0.5
+
+
+# ------------------------------------------------------------------------------------ determinism, resume, atomicity
+
+
+def _realign_argv(checkpoints, output_dir, *extra):
+    return _argv(checkpoints, output_dir, "--rank", "4", "--alpha", "0.5", *extra)
+
+
+def _weights(output_dir) -> bytes:
+    return (Path(output_dir) / "model" / "model.safetensors").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoints, tmp_path_factory):
+    """One uninterrupted representation re-alignment (3 epochs of 2 steps), from a global RNG state of its own."""
+    output_dir = tmp_path_factory.mktemp("reference") / "run"
+    torch.manual_seed(1234)
+    load_recipe().main(_realign_argv(checkpoints, output_dir))
+    return output_dir
+
+
+def test_identical_representation_realignment_runs_are_bitwise_identical(checkpoints, reference, tmp_path):
+    torch.manual_seed(98765)  # another global RNG state, as in a fresh process (torch seeds each one at random)
+    load_recipe().main(_realign_argv(checkpoints, tmp_path / "twin"))
+    assert _weights(tmp_path / "twin") == _weights(reference)
+    adapter = "adapter/adapter_model.safetensors"
+    assert (tmp_path / "twin" / adapter).read_bytes() == (reference / adapter).read_bytes()
+
+
+def test_a_representation_realignment_killed_mid_training_resumes_to_the_uninterrupted_result(
+    checkpoints, reference, tmp_path
+):
+    from hf_simo.training import latest_checkpoint
+
+    output_dir = tmp_path / "killed"
+    argv = _realign_argv(checkpoints, output_dir, "--checkpointing_steps", "2")
+    run = PausedProcess([str(RECIPE), *argv], "train:step-3", tmp_path)  # after step 3; the checkpoint is step 2's
+    run.kill()
+    assert not (output_dir / "model").exists()
+    assert json.loads((latest_checkpoint(output_dir) / "trainer_state.json").read_text())["global_step"] == 2
+    load_recipe().main(argv)
+    assert _weights(output_dir) == _weights(reference)
+    assert not (output_dir / "checkpoints").exists() and not (output_dir / "best").exists()
+
+
+def test_stop_after_steps_resumes_exactly_and_another_runs_state_is_refused(checkpoints, reference, tmp_path):
+    from hf_simo.training import latest_checkpoint
+
+    recipe = load_recipe()
+    output_dir = tmp_path / "stopped"
+    outcome = recipe.main(
+        _realign_argv(checkpoints, output_dir, "--checkpointing_steps", "1", "--stop_after_steps", "3")
+    )
+    assert outcome.interrupted and not (output_dir / "model").exists()
+    checkpoint = latest_checkpoint(output_dir)
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 3
+    with pytest.raises(SystemExit, match=r"holds a different run \(learning_rate: 0.001 -> 0.0005\)"):
+        recipe.main(_realign_argv(checkpoints, output_dir, "--learning_rate", "5e-4"))
+    assert latest_checkpoint(output_dir) == checkpoint  # refused: untouched
+    recipe.main(_realign_argv(checkpoints, output_dir))  # the same run, without the stop: resumes
+    assert _weights(output_dir) == _weights(reference)
+    with pytest.raises(SystemExit, match="--stop_after_steps applies to --mode representation"):
+        recipe.main(_argv(checkpoints, tmp_path / "head", "--mode", "head", "--stop_after_steps", "2"))
+
+
+def test_results_survive_a_kill_while_they_are_rewritten(checkpoints, tmp_path):
+    from hf_simo.atomic import temporaries
+
+    output_dir = tmp_path / "none"
+    argv = _argv(checkpoints, output_dir, "--mode", "none", "--alpha", "0.5")
+    load_recipe().main(argv)
+    before = {name: (output_dir / name).read_bytes() for name in ("results.json", "results.md", "model/config.json")}
+    rerun = [*argv, "--overwrite_output_dir", "--alpha", "0.3"]
+    run = PausedProcess([str(RECIPE), *rerun], "atomic:file-written:results.json", tmp_path)
+    [temporary] = temporaries(output_dir / "results.json", "tmp")
+    assert json.loads(temporary.read_text())["record"]["alpha"] == 0.3  # the new results, complete, not in place
+    run.kill()
+    assert {name: (output_dir / name).read_bytes() for name in before} == before
+    load_recipe().main(rerun)
+    assert json.loads((output_dir / "results.json").read_text())["record"]["alpha"] == 0.3
+    assert temporaries(output_dir / "results.json", "tmp") == []
+    assert (
+        sorted(p.name for p in output_dir.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")) == []
+    )

@@ -120,7 +120,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         if not temporary.is_file():
             raise FileNotFoundError(f"nothing was written to the temporary file of {path}")
         _fsync(temporary)
-        pause_point("atomic:file-written")
+        pause_point(f"atomic:file-written:{path.name}")
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -216,7 +216,7 @@ def _swap_in(temporary: Path, target: Path, overwrite: bool) -> None:
     check_can_write(target, overwrite, " (it appeared while this run was writing)")
     previous = _temporary(target, "old")
     os.rename(target, previous)
-    pause_point("atomic:old-moved-aside")
+    pause_point(f"atomic:old-moved-aside:{target.name}")
     try:
         os.rename(temporary, target)
     except BaseException:
@@ -224,7 +224,7 @@ def _swap_in(temporary: Path, target: Path, overwrite: bool) -> None:
             os.rename(previous, target)
         raise
     _fsync(target.parent)
-    pause_point("atomic:swapped")
+    pause_point(f"atomic:swapped:{target.name}")
     _remove(previous)
 
 
@@ -248,7 +248,7 @@ def atomic_folder(
         temporary.mkdir()
         try:
             yield temporary
-            pause_point("atomic:folder-complete")
+            pause_point(f"atomic:folder-complete:{target.name}")
             _swap_in(temporary, target, overwrite)
         except BaseException:
             _remove(temporary)

@@ -3,10 +3,11 @@
 A process started with ``HF_SIMO_PAUSE_AT=<point>`` and ``HF_SIMO_PAUSE_FILE=<path>`` stops when it reaches that
 point: it writes its pid to the file and waits while the file exists. The test then kills it, or deletes the file to
 let it go on (to hold it at a chosen moment of a concurrent run); a process pauses at most once per point. Without
-the variables a point costs one environment lookup. Points: ``atomic:folder-complete`` (a new folder is complete, the previous output untouched),
-``atomic:old-moved-aside`` (between the two renames of a swap), ``atomic:swapped`` (before the previous output is
-deleted), ``atomic:file-written`` (a file's temporary is written, not yet renamed), ``merge:writing`` (a merge has
-written its first tensor) and ``train:step-<N>`` (after optimizer step N of the training loop and its checkpoint).
+the variables a point costs one environment lookup. Points (``<name>``: the name of the file or folder written): ``atomic:folder-complete:<name>`` (a new folder is
+complete, the previous output untouched), ``atomic:old-moved-aside:<name>`` (between the two renames of a swap),
+``atomic:swapped:<name>`` (before the previous output is deleted), ``atomic:file-written:<name>`` (a file's
+temporary is complete, not yet renamed), ``merge:writing`` (a merge has written its first tensor) and
+``train:step-<N>`` (after optimizer step N of the training loop and its checkpoint).
 """
 
 from __future__ import annotations

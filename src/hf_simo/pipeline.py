@@ -252,7 +252,11 @@ def run_relationships(
 
 @dataclass
 class RealignmentSettings:
-    """How to re-align (see `realign`); the defaults are the embedded benchmark's."""
+    """How to re-align (see `realign`); the defaults are the embedded benchmark's.
+
+    checkpointing_steps / checkpoints_total_limit / stop_after_steps: representation re-alignment's checkpoints, as
+    in `TrainerConfig` (a stage-end checkpoint is always saved; a later call with the same output folder resumes).
+    """
 
     mode: str = "representation"
     rank: int = 16
@@ -266,6 +270,9 @@ class RealignmentSettings:
     head_epochs: int = 50
     heldout_fraction: float = 0.2
     seed: int = 0
+    checkpointing_steps: int | None = None
+    checkpoints_total_limit: int | None = 2
+    stop_after_steps: int | None = None
 
 
 @dataclass
@@ -283,10 +290,13 @@ class RealignmentRecord:
     epochs: int = 0
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False  # stopped by stop_after_steps: resume with the same call
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.update(data.pop("extra"))
+        if not data["interrupted"]:
+            del data["interrupted"]
         return data
 
 
@@ -309,7 +319,12 @@ def realign(
     progress: bool = True,
 ) -> tuple[SimoModel, RealignmentRecord, Any]:
     """Re-align a merged model on `dataset` (the multi-task validation split); returns the plain (folded) model,
-    the record, and for LoRA the trained `PeftModel` (to save the adapter in PEFT's format), else None."""
+    the record, and for LoRA the trained `PeftModel` (to save the adapter in PEFT's format), else None.
+
+    Representation re-alignment checkpoints into `output_dir` and resumes from its newest checkpoint (the caller
+    makes sure the folder holds this run: see `hf_simo.training.run.check_output_dir`). When
+    `settings.stop_after_steps` stops it, `record.interrupted` is set and the model returned is unfinished.
+    """
     from .realign import adapter_parameters, fold_adapters, prepare_representation_realignment, realign_heads
 
     tasks = model.task_names
@@ -344,11 +359,15 @@ def realign(
     if settings.mode != "representation":
         raise ValueError(f"mode must be 'head' or 'representation', got {settings.mode!r}")
 
+    from accelerate.utils import set_seed
     from peft import LoraConfig
 
     from .training import Stage, TrainerConfig, fit, make_accelerator
     from .training.data import make_simo_loss_fn
 
+    # PEFT initialises LoRA's A matrices (kaiming uniform) from the global RNG, which torch seeds randomly in every
+    # process: without this, two identical runs start from different adapters.
+    set_seed(settings.seed)
     lora_config = None
     if settings.lora_target_modules:
         lora_config = LoraConfig(
@@ -368,6 +387,9 @@ def realign(
         seed=settings.seed,
         progress_bar=progress,
         drop_last=False,
+        checkpointing_steps=settings.checkpointing_steps,
+        checkpoints_total_limit=settings.checkpoints_total_limit,
+        stop_after_steps=settings.stop_after_steps,
     )
     stage = Stage(
         "realign_representation",
@@ -390,14 +412,11 @@ def realign(
     peft_model = result.model
     steps = max((r.get("stage_step", 0) for r in result.history), default=0)
     epochs = math.ceil(max((r.get("epoch", 0) + 1 for r in result.history), default=0))  # records: 0-based epochs
-    unwrapped = accelerator.unwrap_model(peft_model)
-    saved_peft = copy.deepcopy(unwrapped) if settings.adapter == "lora" else None
-    folded = fold_adapters(unwrapped)
     record = RealignmentRecord(
         mode="representation",
         samples=len(train),
         heldout_samples=len(heldout),
-        steps=int(steps),
+        steps=int(result.state.global_step if result.interrupted else steps),
         trainable_parameters=counted,
         adapter_parameters=adapters,
         rank=settings.rank,
@@ -405,8 +424,13 @@ def realign(
         epochs=int(epochs),
         seconds=time.perf_counter() - start,
         extra={"learning_rate": settings.learning_rate},
+        interrupted=result.interrupted,
     )
-    return folded, record, saved_peft
+    if result.interrupted:
+        return model, record, None
+    unwrapped = accelerator.unwrap_model(peft_model)
+    saved_peft = copy.deepcopy(unwrapped) if settings.adapter == "lora" else None
+    return fold_adapters(unwrapped), record, saved_peft
 
 
 __all__ = [

@@ -8,8 +8,7 @@ default folders, so `accelerate launch recipes/finetune.py --task depth` and thi
 
 from __future__ import annotations
 
-import json
-import shutil
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,13 +63,18 @@ class RealignArguments:
     test_samples: int = _arg(500, "Test samples of the embedded benchmark (real datasets use their test split).")
     eval_batch_size: int = _arg(64, "Evaluation batch size.")
 
+    def __post_init__(self) -> None:
+        check_arguments(self)  # at argument parsing: a bad value fails before any merging or training
+
 
 class RealignArgumentError(ValueError):
     """An argument of the re-alignment job is out of range; the message names it."""
 
 
 def check_arguments(args: RealignArguments) -> None:
-    """Fail before any training or merging on arguments that cannot work."""
+    """Fail before any training or merging on arguments that cannot work; every message names the option."""
+    from ..training.args import require_positive
+
     if args.mode not in ("head", "representation", "none"):
         raise RealignArgumentError(f"--mode must be head, representation or none, got {args.mode!r}")
     if args.adapter not in ("lora", "relu"):
@@ -79,24 +83,31 @@ def check_arguments(args: RealignArguments) -> None:
         raise RealignArgumentError(f"--rank must be a positive integer (the paper uses 16), got {args.rank!r}")
     if not 0.0 <= args.heldout_fraction < 1.0:
         raise RealignArgumentError(f"--heldout_fraction must be in [0, 1), got {args.heldout_fraction}")
-    if args.alpha is not None and args.alpha < 0:
-        raise RealignArgumentError(f"--alpha must be >= 0, got {args.alpha}")
+    if args.alpha is not None and not (math.isfinite(args.alpha) and args.alpha >= 0):
+        raise RealignArgumentError(f"--alpha must be a finite number >= 0, got {args.alpha}")
     if args.alpha is None and not args.alpha_grid:
         raise RealignArgumentError("--alpha_grid is empty; give α values to search or a fixed --alpha")
-    for name in ("num_epochs", "head_epochs", "eval_batch_size"):
-        if getattr(args, name) < 1:
-            raise RealignArgumentError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    bad = [a for a in args.alpha_grid or [] if not (math.isfinite(a) and a >= 0)]
+    if args.alpha is None and bad:
+        raise RealignArgumentError(f"--alpha_grid must hold finite numbers >= 0, got {bad}")
+    try:
+        require_positive(args, "num_epochs", "head_epochs", "eval_batch_size", "test_samples")
+        require_positive(args, "patience", "realign_samples", optional=True)
+        require_positive(args, "learning_rate", "head_learning_rate", integer=False)
+    except ValueError as err:
+        raise RealignArgumentError(str(err)) from None
 
 
 @dataclass
 class RealignOutcome:
-    """What the job produced."""
+    """What the job produced (`interrupted`: stopped by --stop_after_steps, nothing saved but the checkpoint)."""
 
     model_dir: Path
     results: dict[str, dict[str, dict[str, float]]]
     table: str
     record: dict[str, Any]
     files: list[Path] = field(default_factory=list)
+    interrupted: bool = False
 
 
 def ensure_single_task_checkpoints(tasks: list[str], data, run) -> dict[str, str]:
@@ -120,6 +131,7 @@ def ensure_single_task_checkpoints(tasks: list[str], data, run) -> dict[str, str
 
 def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     """Merge → re-align on validation → evaluate on test → save; see the module docstring."""
+    from ..atomic import atomic_folder, atomic_write_json, atomic_write_text
     from ..cards import write_model_card
     from ..pipeline import (
         RealignmentSettings,
@@ -131,18 +143,33 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
         realign,
         simo_batches,
     )
-    from ..training.args import json_mapping
+    from ..training.args import identity, json_mapping
     from ..training.data import UnknownTaskError, load_data
     from ..training.finetune import dataset_tag, dataset_task_specs
-    from ..training.run import RunConflictError, save_atomically
+    from ..training.run import (
+        MODEL_DIR,
+        RunConflictError,
+        check_output_dir,
+        claim_output_dir,
+        cleanup_checkpoints,
+        save_atomically,
+    )
     from ..training.utils import configure_threads, make_accelerator
 
     check_arguments(args)
+    if run.stop_after_steps is not None and args.mode != "representation":
+        raise RealignArgumentError(
+            "--stop_after_steps applies to --mode representation (adapter training, checkpointed); head "
+            "re-alignment trains on cached features and is not checkpointed"
+        )
     configure_threads(run.num_threads)
     output_dir = Path(run.output_dir or f"outputs/realign-{dataset_tag(data)}-{args.merge_method}-{args.mode}")
-    if (output_dir / "model").exists() and not run.overwrite_output_dir:
+    if (output_dir / MODEL_DIR).exists() and not run.overwrite_output_dir:
         raise RunConflictError(f"{output_dir}/model already exists; pass --overwrite_output_dir to replace it")
     accelerator = make_accelerator(output_dir, seed=run.seed, log_with="none", run_name="realign")
+    # what the run computes: the same arguments resume an interrupted run's checkpoint, others are refused
+    run_args = {"recipe": "realign", **identity(args, data, run)}
+    status = check_output_dir(accelerator, output_dir, run_args, run.overwrite_output_dir)
     progress = not run.disable_progress_bar and accelerator.is_main_process
 
     specs = dataset_task_specs(data)
@@ -202,6 +229,9 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     hidden = model.config.backbone_config.hidden_size
     if args.mode == "representation" and args.rank > hidden:
         raise RealignArgumentError(f"--rank {args.rank} is larger than the encoder's hidden size {hidden}")
+    # the inputs passed every check (the merge's included): claim the folder; a previous model stays in place until
+    # the new one replaces it
+    claim_output_dir(accelerator, output_dir, run_args, status, keep=(MODEL_DIR,))
     label = {"task_arithmetic": "TA", "ties": "TIES"}.get(args.merge_method, args.merge_method)
     results[label] = evaluate_model(model, test, batch_size=args.eval_batch_size, accelerator=accelerator)
 
@@ -221,10 +251,25 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
             head_epochs=args.head_epochs,
             heldout_fraction=args.heldout_fraction,
             seed=run.seed,
+            checkpointing_steps=run.checkpointing_steps,
+            checkpoints_total_limit=run.checkpoints_total_limit,
+            stop_after_steps=run.stop_after_steps,
         )
         model, realignment, peft_model = realign(
             model, realign_set, settings, output_dir=output_dir, accelerator=accelerator, progress=progress
         )
+        if realignment.interrupted:
+            accelerator.print(
+                f"stopped after {realignment.steps} re-alignment steps (checkpoint in {output_dir}); run the same "
+                "command to resume"
+            )
+            return RealignOutcome(
+                model_dir=output_dir / MODEL_DIR,
+                results=results,
+                table="",
+                record={**record, **realignment.to_dict()},
+                interrupted=True,
+            )
         record.update(realignment.to_dict())
         model.config.realignment = {
             **realignment.to_dict(),
@@ -234,14 +279,11 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
         }
         label = f"{label} + {args.mode} re-align"
         results[label] = evaluate_model(model, test, batch_size=args.eval_batch_size, accelerator=accelerator)
-        for leftover in ("checkpoints", "best"):
-            if accelerator.is_main_process:
-                shutil.rmtree(output_dir / leftover, ignore_errors=True)
 
     metric_names = {t: model.config.tasks[t]["metric"] for t in tasks}
     rows = {name: primary_values(model, values) for name, values in results.items()}
     table = render_table(rows, baseline="Single-task", metric_names=metric_names, title=f"{dataset_tag(data)} (test)")
-    final = output_dir / "model"
+    final = output_dir / MODEL_DIR
 
     def write(folder: Path) -> None:
         model.save_pretrained(folder, model_card=False)
@@ -255,16 +297,19 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
             dataset_split="test",
         )
 
-    save_atomically(accelerator, final, write)
-    files = [final]
+    # every file is written atomically; the model goes last, as it marks the run complete
+    files = [final, *([output_dir / "adapter"] if peft_model is not None else [])]
+    files += [output_dir / "results.json", output_dir / "results.md"]
     if accelerator.is_main_process:
         if peft_model is not None:
-            peft_model.save_pretrained(output_dir / "adapter")
-            files.append(output_dir / "adapter")
+            with atomic_folder(output_dir / "adapter", overwrite=True) as folder:
+                peft_model.save_pretrained(folder)
         summary = {"results": results, "table": table, "record": record, "sources": sources}
-        (output_dir / "results.json").write_text(json.dumps(summary, indent=2, default=str))
-        (output_dir / "results.md").write_text(table)
-        files += [output_dir / "results.json", output_dir / "results.md"]
+        atomic_write_json(output_dir / "results.json", summary, indent=2, default=str)
+        atomic_write_text(output_dir / "results.md", table)
+    save_atomically(accelerator, final, write)
+    if not run.keep_checkpoints:
+        cleanup_checkpoints(accelerator, output_dir)
     accelerator.print(table)
     if run.push_to_hub and accelerator.is_main_process:
         from ..publishing import push_folder_to_hub

@@ -46,6 +46,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from tqdm.auto import tqdm
 
+from ..crashpoints import pause_point
+
 
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"
@@ -795,6 +797,7 @@ class _Run:
                             break
                         if config.checkpointing_steps and state.global_step % config.checkpointing_steps == 0:
                             self.save_checkpoint()
+                        pause_point(f"train:step-{state.global_step}")  # tests kill a run here
                         if config.stop_after_steps is not None and state.global_step >= config.stop_after_steps:
                             interrupted = True
                             break

@@ -6,7 +6,7 @@ Layout of ``output_dir``::
     checkpoints/           Accelerate states + trainer_state.json (removed after success unless kept)
     best/                  best weights per stage, for early stopping (removed with the checkpoints)
     logs/                  trackers (metrics.jsonl)
-    model/                 the final model, written to a temporary folder and renamed: it exists only complete
+    model/                 the final model, written beside and swapped in (`hf_simo.atomic`): it exists only complete
     training_summary.json  timings, history, final validation metrics, encoder drift
 
 A folder whose ``run_args.json`` differs from the new run's is a `RunConflictError` unless ``overwrite`` is set (then
@@ -20,11 +20,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
+
+from ..atomic import atomic_folder, atomic_write_json
 
 
 RUN_ARGS_NAME = "run_args.json"
@@ -88,48 +90,43 @@ def check_output_dir(
 
 
 def claim_output_dir(
-    accelerator: Accelerator, output_dir: str | os.PathLike, run_args: dict[str, Any], status: str
+    accelerator: Accelerator,
+    output_dir: str | os.PathLike,
+    run_args: dict[str, Any],
+    status: str,
+    keep: Sequence[str] = (),
 ) -> None:
     """Write `run_args.json` for a new run, removing a previous run's outputs first (after `check_output_dir`).
 
     Called once everything that can fail on bad input (encoder, dataset, tasks) has been checked, so a rejected
-    run leaves the folder as it was.
+    run leaves the folder as it was. `keep`: outputs left in place until the new run replaces them (atomically).
     """
     folder = Path(output_dir)
     if accelerator.is_main_process and status == "new":
         if folder.is_dir():
             for name in _OWNED:
+                if name in keep:
+                    continue
                 path = folder / name
                 if path.is_dir():
                     shutil.rmtree(path)
                 elif path.exists():
                     path.unlink()
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{RUN_ARGS_NAME}.tmp"
-        tmp.write_text(json.dumps(_normalise(run_args), indent=1, sort_keys=True))
-        os.replace(tmp, folder / RUN_ARGS_NAME)
+        atomic_write_json(folder / RUN_ARGS_NAME, _normalise(run_args), indent=1, sort_keys=True)
     accelerator.wait_for_everyone()
 
 
 def save_atomically(accelerator: Accelerator, target: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Main process: `write(tmp_folder)`, then rename it to `target` (replacing an older one); all processes wait.
+    """Main process: `write(tmp_folder)` beside `target`, then swap it in (`hf_simo.atomic.atomic_folder`, replacing an
+    older one); all processes wait.
 
-    A crash leaves either no `target` or a complete one, never a half-written folder that loads.
+    A crash leaves the previous `target` (or none) or the new complete one, never a half-written folder that loads;
+    the next save cleans what a killed one left.
     """
     target = Path(target)
     if accelerator.is_main_process:
-        for stale in target.parent.glob(f".tmp-{target.name}-*"):  # left by an interrupted save
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
-        tmp.mkdir(parents=True)
-        write(tmp)
-        if target.exists():
-            old = target.with_name(f".old-{target.name}-{os.getpid()}")
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
+        with atomic_folder(target, overwrite=True) as tmp:
+            write(tmp)
     accelerator.wait_for_everyone()
     return target
 
@@ -143,10 +140,7 @@ def cleanup_checkpoints(accelerator: Accelerator, output_dir: str | os.PathLike)
 
 def write_summary(accelerator: Accelerator, output_dir: str | os.PathLike, summary: dict[str, Any]) -> None:
     if accelerator.is_main_process:
-        path = Path(output_dir) / SUMMARY_NAME
-        tmp = path.with_name(f".{SUMMARY_NAME}.tmp")
-        tmp.write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
-        os.replace(tmp, path)
+        atomic_write_json(Path(output_dir) / SUMMARY_NAME, summary, indent=1, sort_keys=True, default=str)
 
 
 def read_summary(output_dir: str | os.PathLike) -> dict[str, Any] | None:
