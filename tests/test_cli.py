@@ -152,6 +152,99 @@ def test_relationships_refuse_a_base_the_tasks_were_not_fine_tuned_from_unless_a
     assert (tmp_path / "rel" / "relationships.json").is_file()
 
 
+def test_relationships_run_on_the_default_dataset(tmp_path, capsys):
+    """The embedded benchmark by default: only its validation split is built (no 0-sample training split)."""
+    from hf_simo.data import get_task_specs
+    from test_merge_fixtures import build_task
+
+    base = build_base(tmp_path / "base")
+    argv = ["relationships", "--base", str(tmp_path / "base"), "--lambdas", "0", "1", "--samples", "8"]
+    for seed, (task, spec) in enumerate(get_task_specs("nyuv2").items()):
+        build_task(tmp_path / task, base, task, seed=seed + 1, spec=spec)
+        argv += ["--task", str(tmp_path / task)]
+    assert main([*argv, "--output-dir", str(tmp_path / "rel"), "--no-progress"]) == 0, capsys.readouterr().err
+    saved = json.loads((tmp_path / "rel" / "relationships.json").read_text())
+    assert saved["lambdas"] == [0.0, 1.0] and saved["primary_tasks"] == ["segmentation", "depth", "normals"]
+
+
+def test_relationships_options_are_checked_before_any_work(tiny, tmp_path, capsys, monkeypatch):
+    import hf_simo.pipeline
+
+    def never(*args, **kwargs):
+        raise AssertionError("the sweep ran before the options were checked")
+
+    monkeypatch.setattr(hf_simo.pipeline, "run_relationships", never)
+    argv = ["relationships", "--task", str(tiny["tasks"][0]), "--output-dir", str(tmp_path / "rel"), "--no-progress"]
+    assert main([*argv, "--lambdas", "0", "0.5"]) == 1  # the default --matrix-lambda 1 is not on the grid
+    err = capsys.readouterr().err
+    assert "--matrix-lambda 1 is not on the λ grid ['0', '0.5']" in err and "--lambdas" in err
+    assert main([*argv, "--lambdas", "0", "nan"]) == 1
+    assert "--lambdas: the λ grid must hold finite numbers" in capsys.readouterr().err
+    assert not (tmp_path / "rel").exists()  # nothing written, not even the folder
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "model", "--batch-size", "0"],
+        ["evaluate", "model", "--samples", "-3"],
+        ["relationships", "--task", "t", "--samples", "0"],
+        ["relationships", "--task", "t", "--image-size", "0"],
+    ],
+)
+def test_non_positive_sizes_are_usage_errors_naming_the_option(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[-2]}: must be a positive integer, got {int(argv[-1])}" in err and "Traceback" not in err
+
+
+def test_non_positive_recipe_options_are_one_line_errors_before_any_work(capsys):
+    assert main(["realign", "--per_device_train_batch_size", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "--per_device_train_batch_size must be a positive integer, got 0" in err and err.count("\n") == 1
+    assert main(["demo", "--realign_epochs", "0"]) == 1
+    assert "--realign_epochs must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback_of_every_kind_of_verb(tiny, tmp_path, capsys):
+    from hf_simo import CheckpointError
+    from hf_simo.data import DatasetNotFoundError
+
+    merge = [
+        "merge",
+        "--task",
+        str(tmp_path / "nowhere"),
+        "--base",
+        str(tiny["base"]),
+        "--output",
+        str(tmp_path / "o"),
+    ]
+    assert main(merge) == 1  # without --debug: one line
+    assert "nowhere" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="nowhere"):
+        main(["--debug", *merge])
+    with pytest.raises(DatasetNotFoundError, match="missing-dataset"):  # a dataclass verb (run_recipe's errors)
+        main(["--debug", "realign", "--dataset", str(tmp_path / "missing-dataset")])
+    with pytest.raises(ValueError, match="--rank must be a positive integer"):  # ... and its parsing errors
+        main(["realign", "--rank", "0", "--debug"])
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "card", str(tmp_path / "no-model")])
+
+
+def test_card_names_a_results_file_that_is_not_json(tiny, tmp_path, capsys):
+    folder = tmp_path / "model"
+    SimoModel.from_pretrained(tiny["tasks"][0]).save_pretrained(folder)
+    results = tmp_path / "results.json"
+    results.write_text('{"results": {"segmentation": {"miou": 0.5,}}}')
+    capsys.readouterr()
+    assert main(["card", str(folder), "--results", str(results)]) == 1
+    err = capsys.readouterr().err
+    assert f"--results {results} is not valid JSON (Expecting property name enclosed in double quotes" in err
+    assert "line 1, column" in err and err.count("\n") == 1
+
+
 def test_merge_through_the_top_level_cli(tiny, tmp_path, capsys):
     argv = ["merge", "--base", str(tiny["base"]), "--output", str(tmp_path / "merged"), "--no-progress"]
     for folder in tiny["tasks"]:

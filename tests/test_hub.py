@@ -51,6 +51,19 @@ def test_resolve_hub_repo_offline_records_commit(tmp_path, hub_cache):
         resolve_repo("org/missing")
 
 
+def test_a_revision_missing_from_the_offline_cache_is_named(tmp_path, hub_cache):
+    from hf_simo import SimoModel
+
+    tiny_model().save_pretrained(tmp_path / "m")
+    write_hub_cache(tmp_path / "m", "org/x")  # only main is cached
+    with pytest.raises(
+        CheckpointError, match=r"'org/x': revision 'v9' is not in the offline Hugging Face cache \(it holds main\)"
+    ):
+        SimoModel.from_pretrained("org/x", revision="v9")
+    with pytest.raises(CheckpointError, match=r"'org/y' \(revision 'v9'\) is not a local folder and is not in"):
+        resolve_repo("org/y@v9")
+
+
 def test_safetensors_files_single_sharded_and_refusals(tmp_path):
     single = tmp_path / "single"
     single.mkdir()

@@ -266,6 +266,8 @@ def test_checkpoint_whose_tasks_do_not_match_config(tmp_path):
         (lambda: torch.full((1, 3, 16, 16), float("nan")), ValueError, "NaN or inf"),
         (lambda: torch.zeros(1, 3, 16, 16, dtype=torch.long), TypeError, "floating point"),
         (lambda: [[0.0]], TypeError, "must be a torch.Tensor"),
+        (lambda: torch.empty(0, 3, 16, 16), ValueError, r"empty batch \(0 images"),
+        (lambda: make_image_processor()(images=[], return_tensors="pt")["pixel_values"], ValueError, "empty batch"),
     ],
 )
 def test_bad_pixel_values(simo_model, make_input, error, fragment):

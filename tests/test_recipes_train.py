@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,61 @@ def test_bad_inputs_fail_with_one_clear_line(assets, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="not a saved DatasetDict"):
         finetune.main(["--dataset", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "y")])
+
+
+@pytest.mark.parametrize(
+    ("types", "option", "value", "message"),
+    [
+        ("run", "--per_device_train_batch_size", "0", "a positive integer"),
+        ("run", "--per_device_eval_batch_size", "-2", "a positive integer"),
+        ("run", "--gradient_accumulation_steps", "0", "a positive integer"),
+        ("run", "--checkpointing_steps", "0", "a positive integer (or unset)"),
+        ("run", "--stop_after_steps", "-1", "a positive integer (or unset)"),
+        ("run", "--eval_steps", "0", "a positive integer (or unset)"),
+        ("run", "--checkpoints_total_limit", "0", "a positive integer"),
+        ("run", "--logging_steps", "-1", "an integer >= 0"),
+        ("run", "--max_grad_norm", "0", "a positive number"),
+        ("run", "--warmup_ratio", "1.5", "in [0, 1)"),
+        ("data", "--train_samples", "0", "a positive integer"),
+        ("data", "--image_size", "0", "a positive integer"),
+        ("data", "--max_eval_samples", "0", "a positive integer (or unset)"),
+        ("finetune", "--stage2_epochs", "0", "a positive integer"),
+        ("finetune", "--stage1_patience", "0", "a positive integer (or unset)"),
+        ("finetune", "--stage1_learning_rate", "0", "a positive number"),
+        ("mtl", "--stage1_epochs", "-1", "a positive integer"),
+        ("encoder", "--batch_size", "0", "a positive integer"),
+        ("encoder", "--mask_ratio", "1", "in [0, 1)"),
+        ("realign", "--num_epochs", "0", "a positive integer"),
+        ("realign", "--eval_batch_size", "0", "a positive integer"),
+        ("realign", "--learning_rate", "0", "a positive number"),
+        ("realign", "--realign_samples", "0", "a positive integer (or unset)"),
+    ],
+)
+def test_non_positive_sizes_steps_and_epochs_are_refused_at_parsing(types, option, value, message):
+    from hf_simo.realign.job import RealignArguments
+    from hf_simo.training.args import (
+        DataArguments,
+        EncoderArguments,
+        FinetuneArguments,
+        MTLArguments,
+        RunArguments,
+        parse_args,
+    )
+
+    dataclass_types = {
+        "run": RunArguments,
+        "data": DataArguments,
+        "finetune": FinetuneArguments,
+        "mtl": MTLArguments,
+        "encoder": EncoderArguments,
+        "realign": RealignArguments,
+    }
+    with pytest.raises(ValueError, match=rf"^{option} must be .*{re.escape(message)}.*, got"):
+        parse_args([dataclass_types[types]], [option, value])
+    finetune = load_recipe("finetune")
+    if types in ("run", "data", "finetune"):  # the recipe: one line, exit before any work
+        with pytest.raises(SystemExit, match=rf"^error: {option} must be"):
+            finetune.main([option, value])
 
 
 def test_default_encoder_is_pretrained_once_and_reused(assets, tmp_path):

@@ -82,6 +82,7 @@ def _one_line(err: BaseException) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from .atomic import atomic_write_json
     from .metrics import format_metric
     from .modeling_simo import SimoModel
     from .pipeline import evaluate_model
@@ -104,19 +105,43 @@ def _evaluate(args: argparse.Namespace) -> int:
             lines.append(f"| {task} | {name} | {format_metric(name, value)} |")
     print("\n".join(lines))
     if args.output:
-        _write_json(
-            args.output, {"model": args.model, "dataset": args.dataset, "split": args.split, "results": results}
+        atomic_write_json(
+            args.output,
+            {"model": args.model, "dataset": args.dataset, "split": args.split, "results": results},
+            indent=2,
+            default=str,
         )
         print(f"wrote {args.output}")
     return EXIT_OK
 
 
+def _check_relationship_options(args: argparse.Namespace) -> list[float]:
+    """Every option of `relationships` that can be checked before the sweep (minutes of work): the λ grid."""
+    from .analysis.relationships import check_lambda_grid, lambda_grid_index
+
+    try:
+        grid = check_lambda_grid(args.lambdas)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"--lambdas: {err}") from err
+    if lambda_grid_index(args.matrix_lambda, grid) is None:
+        raise ValueError(
+            f"--matrix-lambda {args.matrix_lambda:g} is not on the λ grid {[f'{v:g}' for v in grid]}; add it to "
+            "--lambdas or pass one of them"
+        )
+    output = Path(args.output_dir)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output-dir {output} is a file, not a folder")
+    return grid
+
+
 def _relationships(args: argparse.Namespace) -> int:
     from .analysis import describe_relationships, relationship_matrix
     from .analysis.plots import plot_relationship_matrix, plot_relationships
+    from .atomic import atomic_write_text
     from .merging.sources import DEFAULT_MAX_RELATIVE_DISTANCE
     from .pipeline import run_relationships
 
+    _check_relationship_options(args)
     result, report_files = run_relationships(
         args.task,
         base=args.base,
@@ -129,13 +154,13 @@ def _relationships(args: argparse.Namespace) -> int:
         max_relative_distance=None if args.allow_distant else DEFAULT_MAX_RELATIVE_DISTANCE,
         progress=not args.no_progress,
     )
+    matrix = relationship_matrix(result, args.matrix_lambda)  # everything is computed before anything is written
+    report = describe_relationships(result, args.matrix_lambda)
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    files = plot_relationships(result, output / "relationships")
-    matrix = relationship_matrix(result, args.matrix_lambda)
+    files = plot_relationships(result, output / "relationships")  # each file is written atomically
     files += plot_relationship_matrix(matrix, output / "relationship_matrix")
-    report = describe_relationships(result, args.matrix_lambda)
-    (output / "relationships.md").write_text(report + "\n\n" + matrix.to_markdown() + "\n")
+    atomic_write_text(output / "relationships.md", report + "\n\n" + matrix.to_markdown() + "\n")
     result.save(output / "relationships.json")
     print(report)
     for path in [*files, output / "relationships.md", output / "relationships.json", *report_files]:
@@ -148,7 +173,13 @@ def _card(args: argparse.Namespace) -> int:
 
     kwargs = {"dataset_name": args.dataset_name, "repo_id": args.repo_id}
     if args.results:
-        data = json.loads(Path(args.results).read_text())
+        try:
+            data = json.loads(Path(args.results).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"--results {args.results} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+                "pass the file `hf-simo evaluate --output` or the realign job's results.json wrote"
+            ) from err
         kwargs["eval_results"] = data.get("results", data) if isinstance(data, dict) else data
         if isinstance(kwargs["eval_results"], dict) and all(
             isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())
@@ -184,14 +215,6 @@ def _push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_json(path: str, data) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(target)
-
-
 # ------------------------------------------------------------------------------------------------ parser
 
 
@@ -218,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tasks", nargs="+", help="evaluate only these tasks")
     _data_options(evaluate)
     evaluate.add_argument("--split", default="test", help="dataset split (default: test)")
-    evaluate.add_argument("--samples", type=int, default=500, help="samples of the embedded benchmark's split")
+    evaluate.add_argument(
+        "--samples", type=_positive_int, default=500, help="samples of the embedded benchmark's split"
+    )
     evaluate.add_argument("--output", help="also write the metrics as JSON here")
     evaluate.set_defaults(func=_evaluate)
 
@@ -233,7 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-distant", action="store_true", help="only warn about task encoders far from the base"
     )
     _data_options(relationships)
-    relationships.add_argument("--samples", type=int, default=200, help="validation samples evaluated per point")
+    relationships.add_argument(
+        "--samples", type=_positive_int, default=200, help="validation samples evaluated per point"
+    )
     relationships.add_argument("--lambdas", type=float, nargs="+", help="λ grid (default 0, 0.1, ..., 1.5)")
     relationships.add_argument("--matrix-lambda", type=float, default=1.0, help="λ of the T×T matrix (default 1)")
     relationships.add_argument("--output-dir", default="relationships", help="where plots and the report go")
@@ -261,14 +288,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: a size or count; 0 and negatives are a usage error naming the option."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def _data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="nyuv2", help="embedded preset, real dataset name or saved folder")
     parser.add_argument("--dataset-path", help="root folder of a real dataset")
-    parser.add_argument("--image-size", type=int, default=64, help="image side of the embedded benchmark")
-    parser.add_argument("--batch-size", type=int, default=64, help="evaluation batch size")
+    parser.add_argument("--image-size", type=_positive_int, default=64, help="image side of the embedded benchmark")
+    parser.add_argument("--batch-size", type=_positive_int, default=64, help="evaluation batch size")
 
 
-def _run_dataclass_verb(verb: str, argv: Sequence[str]) -> int:
+def _run_dataclass_verb(verb: str, argv: Sequence[str], debug: bool = False) -> int:
     import importlib
 
     module, function, _ = DATACLASS_VERBS[verb]
@@ -276,6 +314,9 @@ def _run_dataclass_verb(verb: str, argv: Sequence[str]) -> int:
     try:
         main(list(argv))
     except SystemExit as exit_:  # HfArgumentParser usage errors (2), run_recipe's one-line user errors
+        cause = exit_.__cause__
+        if debug and cause is not None:  # the error run_recipe turned into one line, with its traceback
+            raise cause from cause.__cause__
         if isinstance(exit_.code, str):
             print(f"hf-simo {verb}: {exit_.code}", file=sys.stderr)
             return EXIT_FAILURE
@@ -290,9 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.remove("--debug")
     if argv and argv[0] in DATACLASS_VERBS:
         sys.argv[0] = f"hf-simo {argv[0]}"
-        return _run_dataclass_verb(argv[0], argv[1:])
+        return _run_dataclass_verb(argv[0], argv[1:], debug)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.debug = debug  # verbs that report their own errors (merge) re-raise them
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

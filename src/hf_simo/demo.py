@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .atomic import atomic_folder, atomic_write_json
 
 
 def _arg(default: Any, help: str) -> Any:
@@ -67,16 +68,35 @@ class DemoArguments:
     num_threads: int | None = _arg(None, "Torch CPU threads (default: all cores).")
     disable_progress_bar: bool = _arg(False, "No progress bars.")
 
+    def __post_init__(self) -> None:
+        from .training.args import require_positive
+
+        require_positive(
+            self,
+            "image_size",
+            "train_samples",
+            "validation_samples",
+            "test_samples",
+            "stage1_epochs",
+            "finetune_epochs",
+            "mtl_epochs",
+            "patience",
+            "realign_epochs",
+            "head_epochs",
+            "rank",
+            "coefficient_steps",
+            "qualitative_samples",
+        )
+        require_positive(self, "num_threads", optional=True)
+        require_positive(self, "realign_learning_rate", integer=False)
+
 
 def _key(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _atomic_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_json(path, data, indent=2, default=str)
 
 
 def _say(message: str) -> None:
@@ -234,7 +254,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
                     SimoModel.from_pretrained(model_dir / "model"),
                     datasets["validation"],
                     settings,
-                    output_dir=realign_dir / "run",
+                    output_dir=realign_dir / f"run-{realign_key}",  # checkpoints of these settings only
                     progress=progress,
                 )
                 model.config.realignment = {**record.to_dict(), "dataset": args.dataset, "split": "validation"}
@@ -246,8 +266,10 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
                 }
                 _save_stage(realign_dir, model, realign_key, {"results": results[row], "cost": cost}, args.dataset)
                 if peft_model is not None:
-                    peft_model.save_pretrained(realign_dir / "adapter")
-                shutil.rmtree(realign_dir / "run", ignore_errors=True)
+                    with atomic_folder(realign_dir / "adapter", overwrite=True) as adapter:
+                        peft_model.save_pretrained(adapter)
+                for run_dir in realign_dir.glob("run*"):  # this run's checkpoints, and other settings' stale ones
+                    shutil.rmtree(run_dir, ignore_errors=True)
             else:
                 results[row], cost = cached["results"], cached["cost"]
             costs[row] = cost
@@ -367,12 +389,8 @@ def _cached(folder: Path, key: str) -> dict | None:
 
 def _save_stage(folder: Path, model, key: str, record: dict, dataset: str) -> None:
     """Save `model` to `folder/model` atomically, then the record that makes it reusable."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, model_card=False)
-    shutil.rmtree(folder / "model", ignore_errors=True)
-    os.replace(tmp, folder / "model")
+    with atomic_folder(folder / "model", overwrite=True) as tmp:  # the previous model stays until this one is complete
+        model.save_pretrained(tmp, model_card=False)
     _atomic_json(folder / "stage.json", {"key": key, **record})
 
 

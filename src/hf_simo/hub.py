@@ -113,8 +113,16 @@ def resolve_repo(
             "(`hf auth login`) for a private repo"
         ) from err
     except LocalEntryNotFoundError as err:
+        cached = cached_revisions(name_or_path, cache_dir) if revision is not None else []
+        if cached:
+            raise CheckpointError(
+                f"{name_or_path!r}: revision {revision!r} is not in the offline Hugging Face cache (it holds "
+                f"{', '.join(cached)}) and the Hub cannot be reached (offline mode or no network); download that "
+                "revision first or use a cached one"
+            ) from err
+        what = f"{name_or_path!r}" + (f" (revision {revision!r})" if revision is not None else "")
         raise CheckpointError(
-            f"{name_or_path!r} is not a local folder and is not in the Hugging Face cache, and the Hub cannot be "
+            f"{what} is not a local folder and is not in the Hugging Face cache, and the Hub cannot be "
             "reached (offline mode or no network); download it first or pass a local folder"
         ) from err
     except HFValidationError as err:
@@ -126,6 +134,23 @@ def resolve_repo(
     path = Path(path)
     commit = path.name if path.parent.name == "snapshots" and _COMMIT_RE.match(path.name) else None
     return ResolvedRepo(path=path, name_or_path=name_or_path, revision=revision, commit=commit)
+
+
+def cached_revisions(repo_id: str, cache_dir: str | os.PathLike | None = None) -> list[str]:
+    """The refs (branches, tags) and short commits of a model repo in the Hugging Face cache; [] if it has none."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(cache_dir)
+    except (CacheNotFound, OSError):
+        return []
+    for repo in info.repos:
+        if repo.repo_id == repo_id and repo.repo_type == "model":
+            refs = sorted(repo.refs)
+            commits = sorted(r.commit_hash[:12] for r in repo.revisions if not r.refs)
+            return refs + commits
+    return []
 
 
 def safetensors_files(
@@ -175,6 +200,7 @@ def safetensors_files(
 __all__ = [
     "CheckpointError",
     "ResolvedRepo",
+    "cached_revisions",
     "UnsafeCheckpointError",
     "resolve_repo",
     "safetensors_files",

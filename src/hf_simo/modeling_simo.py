@@ -381,6 +381,12 @@ class SimoModel(SimoPreTrainedModel):
     def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
         if not isinstance(pixel_values, torch.Tensor):
             raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}")
+        if (pixel_values.ndim == 4 and pixel_values.shape[0] == 0) or (
+            pixel_values.ndim < 4 and pixel_values.numel() == 0
+        ):
+            raise ValueError(
+                f"pixel_values is an empty batch (0 images, shape {tuple(pixel_values.shape)}); pass at least one image"
+            )
         if pixel_values.ndim != 4:
             raise ValueError(
                 f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}"

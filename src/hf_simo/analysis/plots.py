@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..atomic import atomic_file
 from .relationships import RelationshipMatrix, RelationshipResult
 
 
@@ -61,7 +61,7 @@ def save_figure(
     formats: Sequence[str] = DEFAULT_FORMATS,
     dpi: int = DEFAULT_DPI,
 ) -> list[Path]:
-    """Write `figure` as `<output>.<format>` for each format, each through a temporary file and `os.replace`.
+    """Write `figure` as `<output>.<format>` for each format, each atomically (`hf_simo.atomic.atomic_file`).
 
     `output` may carry one of the extensions (it is replaced). Returns the written paths.
     """
@@ -78,17 +78,9 @@ def save_figure(
     written = []
     for fmt in formats:
         target = stem.with_name(f"{stem.name}.{fmt}")
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            metadata = {"Date": None} if fmt == "svg" else ({"CreationDate": None} if fmt == "pdf" else None)
-            with matplotlib.rc_context(_RC):
-                figure.savefig(temporary, format=fmt, dpi=dpi, metadata=metadata)
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        metadata = {"Date": None} if fmt == "svg" else ({"CreationDate": None} if fmt == "pdf" else None)
+        with atomic_file(target) as temporary, matplotlib.rc_context(_RC):
+            figure.savefig(temporary, format=fmt, dpi=dpi, metadata=metadata)
         written.append(target)
     return written
 

@@ -37,7 +37,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_write_text
 from ..metrics import HIGHER_IS_BETTER, MultiTaskMetrics
 from ..weights import canonical_key
 
@@ -128,10 +128,10 @@ class RelationshipResult:
 
     def lambda_index(self, lam: float) -> int:
         """Index of `lam` in the grid; an error lists the grid when it is not on it."""
-        for index, value in enumerate(self.lambdas):
-            if abs(value - float(lam)) <= _LAMBDA_TOLERANCE:
-                return index
-        raise ValueError(f"λ = {lam} is not on the sweep's grid {self.lambdas}")
+        index = lambda_grid_index(lam, self.lambdas)
+        if index is None:
+            raise ValueError(f"λ = {lam} is not on the sweep's grid {self.lambdas}")
+        return index
 
     def default_lambda(self) -> float:
         """λ = 1 (the fine-tuned encoder) when on the grid, else the largest λ swept."""
@@ -160,7 +160,7 @@ class RelationshipResult:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the result as JSON, atomically (NaN/inf are written as JSON's NaN/Infinity)."""
         path = Path(path)
-        _atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
     @classmethod
@@ -209,7 +209,17 @@ def _encoder_name(key: str) -> str:
     return canonical_key(key)
 
 
-def _check_lambdas(lambdas: Sequence[float] | None) -> list[float]:
+def lambda_grid_index(lam: float, grid: Sequence[float]) -> int | None:
+    """Index of `lam` in `grid` (up to float rounding), None when it is not on it."""
+    for index, value in enumerate(grid):
+        if abs(value - float(lam)) <= _LAMBDA_TOLERANCE:
+            return index
+    return None
+
+
+def check_lambda_grid(lambdas: Sequence[float] | None) -> list[float]:
+    """The sorted λ grid of a sweep (None: `DEFAULT_LAMBDAS`); an empty, non-finite or duplicated grid is an error,
+    raised before any sweep runs."""
     if lambdas is None:
         return list(DEFAULT_LAMBDAS)
     try:
@@ -353,7 +363,7 @@ def sweep_task_vectors(
 
     Values at λ = 0 are those of θ_0 (evaluated once and shared by every primary task).
     """
-    grid = _check_lambdas(lambdas)
+    grid = check_lambda_grid(lambdas)
     if not isinstance(task_vectors, Mapping) or not task_vectors:
         raise ValueError("task_vectors is empty: pass at least one task -> task vector (θ_t − θ_0)")
     tasks = list(model.task_names if tasks is None else tasks)
@@ -585,29 +595,14 @@ def describe_relationships(result: RelationshipResult, lam: float | None = None,
     return "\n".join(lines) + "\n"
 
 
-# ---------------------------------------------------------------------------------------------- io
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder and `os.replace`, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 __all__ = [
     "BENEFICIAL_THRESHOLD",
     "DEFAULT_LAMBDAS",
     "RECOVERY_LEVEL",
     "SENSITIVE_DROP",
     "SENSITIVE_LAMBDA",
+    "check_lambda_grid",
+    "lambda_grid_index",
     "RelationshipMatrix",
     "RelationshipResult",
     "RelationshipSummary",

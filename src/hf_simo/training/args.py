@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -26,6 +27,41 @@ def _op(default: Any, help: str) -> Any:
 
 def _arg(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
+
+
+def require_positive(instance: Any, *names: str, optional: bool = False, integer: bool = True) -> None:
+    """`ValueError` naming the option (`--name`) when a field is not a positive integer (or number); with
+    `optional`, None is allowed. Called from `__post_init__`, so bad values fail at argument parsing."""
+    for name in names:
+        value = getattr(instance, name)
+        if value is None and optional:
+            continue
+        kind = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or not value > 0 or not math.isfinite(value):
+            what = "a positive integer" if integer else "a positive number"
+            raise ValueError(f"--{name} must be {what}{' (or unset)' if optional else ''}, got {value!r}")
+
+
+def require_non_negative(instance: Any, *names: str, integer: bool = True) -> None:
+    """`ValueError` naming the option when a field is not an integer (or number) >= 0."""
+    for name in names:
+        value = getattr(instance, name)
+        kind = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or not 0 <= value < math.inf:
+            raise ValueError(f"--{name} must be {'an integer' if integer else 'a number'} >= 0, got {value!r}")
+
+
+def require_range(instance: Any, name: str, low: float, high: float, *, high_open: bool = True) -> None:
+    """`ValueError` naming the option when a number is outside [low, high) (or [low, high])."""
+    value = getattr(instance, name)
+    inside = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and low <= value
+        and (value < high if high_open else value <= high)
+    )
+    if not inside:
+        raise ValueError(f"--{name} must be in [{low:g}, {high:g}{')' if high_open else ']'}, got {value!r}")
 
 
 _MODEL_HELP = (
@@ -57,6 +93,10 @@ class DataArguments:
     augment: bool = _arg(True, "Random scale-crop augmentation (batched, on the device).")
     dataset_cache_dir: str | None = _op(None, "Where the embedded benchmark is cached (default $HF_HOME/hf_simo).")
 
+    def __post_init__(self) -> None:
+        require_positive(self, "image_size", "train_samples", "validation_samples")
+        require_positive(self, "max_train_samples", "max_eval_samples", optional=True)
+
 
 @dataclass
 class RunArguments:
@@ -87,6 +127,20 @@ class RunArguments:
     disable_progress_bar: bool = _op(False, "No progress bars.")
     push_to_hub: str | None = _op(None, "Upload the final model to this Hub repo id (org/name).")
     hub_private_repo: bool = _op(False, "Create the Hub repo as private.")
+
+    def __post_init__(self) -> None:
+        require_positive(
+            self,
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "checkpoints_total_limit",
+        )
+        require_positive(self, "eval_steps", "checkpointing_steps", "stop_after_steps", "num_threads", optional=True)
+        require_positive(self, "max_grad_norm", integer=False)
+        require_range(self, "warmup_ratio", 0.0, 1.0)
+        require_non_negative(self, "weight_decay", "early_stopping_min_delta", integer=False)
+        require_non_negative(self, "logging_steps", "dataloader_num_workers")  # 0: never / in the main process
 
     def trainer_config(self, output_dir: str | os.PathLike, train_batch_size: int | None = None):
         """The loop settings these arguments give (`train_batch_size` overrides the per-device one)."""
@@ -123,6 +177,21 @@ class EncoderArguments:
     learning_rate: float = _arg(2e-3, "Peak learning rate.")
     batch_size: int = _arg(64, "Pre-training batch size per process.")
 
+    def __post_init__(self) -> None:
+        require_positive(
+            self,
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "mlp_ratio",
+            "patch_size",
+            "mask_patch_size",
+            "num_epochs",
+            "batch_size",
+        )
+        require_positive(self, "learning_rate", integer=False)
+        require_range(self, "mask_ratio", 0.0, 1.0)
+
 
 @dataclass
 class FinetuneArguments:
@@ -142,6 +211,9 @@ class FinetuneArguments:
     stage2_epochs: int = _arg(3, "Stage 2 (encoder + head): maximum epochs.")
     stage2_learning_rate: float = _arg(2e-3, "Stage 2 peak learning rate.")
     stage2_patience: int | None = _arg(3, "Stage 2 early-stopping patience (evaluations).")
+
+    def __post_init__(self) -> None:
+        _check_stages(self)
 
 
 @dataclass
@@ -166,6 +238,15 @@ class MTLArguments:
     )
     stage2_learning_rate: float = _arg(2e-3, "Stage 2 peak learning rate.")
     stage2_patience: int | None = _arg(3, "Stage 2 early-stopping patience (evaluations).")
+
+    def __post_init__(self) -> None:
+        _check_stages(self)
+
+
+def _check_stages(args: FinetuneArguments | MTLArguments) -> None:
+    require_positive(args, "stage1_epochs", "stage2_epochs")
+    require_positive(args, "stage1_patience", "stage2_patience", optional=True)
+    require_positive(args, "stage1_learning_rate", "stage2_learning_rate", integer=False)
 
 
 OPERATIONAL_FIELDS = frozenset(
@@ -259,4 +340,7 @@ __all__ = [
     "as_dict",
     "identity",
     "parse_args",
+    "require_non_negative",
+    "require_positive",
+    "require_range",
 ]

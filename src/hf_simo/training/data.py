@@ -44,13 +44,16 @@ def load_training_data(
     dataset: ``"nyuv2"`` / ``"taskonomy"`` (the embedded benchmark, built and cached on first use), ``"nyuv2_real"``,
         ``"cityscapes"``, ``"taskonomy_real"`` (the paper's datasets, read from ``dataset_path``), or a folder
         written by `DatasetDict.save_to_disk` from one of hf_simo's loaders (it carries its task specs).
+    train_samples: 0 builds no training split of the embedded benchmark (its samples do not depend on the sizes,
+        so the validation split is the same), for jobs that only evaluate.
     """
     from datasets import DatasetDict, load_from_disk
 
     from ..data import DatasetNotFoundError, load_benchmark, load_cityscapes, load_nyuv2, load_taskonomy
 
     if dataset in BENCHMARK_PRESETS:
-        sizes = {"train": int(train_samples), "validation": int(validation_samples)}
+        sizes = {"train": int(train_samples)} if train_samples else {}
+        sizes["validation"] = int(validation_samples)
         if test_samples:
             sizes["test"] = int(test_samples)
         return load_benchmark(dataset, image_size=image_size, sizes=sizes, seed=data_seed, cache_dir=cache_dir)
