@@ -115,14 +115,16 @@ def test_image_processor_is_saved_and_prepares_inputs(tmp_path):
     model = tiny_model()
     model.save_pretrained(tmp_path)
     processor = AutoImageProcessor.from_pretrained(tmp_path)
-    image = (torch.rand(30, 45, 3) * 255).to(torch.uint8).numpy()
+    image = (torch.rand(32, 48, 3) * 255).to(torch.uint8).numpy()  # already at the working size: not resized
     pixel_values = processor(image, return_tensors="pt")["pixel_values"]
-    assert pixel_values.shape == (1, 3, 30, 45)  # no resize, no crop
+    assert pixel_values.shape == (1, 3, 32, 48)
     mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
     std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
     expected = (torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255 - mean) / std
     torch.testing.assert_close(pixel_values, expected, atol=1e-5, rtol=1e-5)
-    assert model(pixel_values).predictions["depth"].shape == (1, 1, 30, 45)
+    assert model(pixel_values).predictions["depth"].shape == (1, 1, 32, 48)
+    large = (torch.rand(300, 450, 3) * 255).to(torch.uint8).numpy()  # resized to ~the encoder's image_size
+    assert processor(large, return_tensors="pt")["pixel_values"].shape == (1, 3, 32, 48)
 
 
 def test_load_by_repo_id_from_offline_cache(tmp_path, hub_cache):

@@ -179,13 +179,16 @@ def test_token_from_environment_and_hub_errors_never_show_it(folder, monkeypatch
 
 
 def test_incomplete_folders_are_refused_with_every_problem(folder, tmp_path):
-    (folder / "README.md").unlink()
     (folder / "preprocessor_config.json").unlink()
+    (folder / "model.safetensors").rename(folder / "weights.bak")
     with pytest.raises(PublishError) as info:
         push_folder_to_hub(folder, "org/merged", token=TOKEN, api=FakeHfApi())
     message = str(info.value)
-    assert "README.md is missing" in message and "write_model_card(folder)" in message
-    assert "preprocessor_config.json is missing" in message and "\n" not in message
+    assert "preprocessor_config.json is missing" in message and "pickle weights" in message and "\n" not in message
+    (folder / "weights.bak").rename(folder / "model.safetensors")
+    (folder / "README.md").unlink()
+    with pytest.raises(PublishError, match="README.md is missing"):
+        validate_model_folder(folder)
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -1,7 +1,7 @@
 """Task specs of every dataset, and `get_task_specs`, the one public way to read them.
 
 Specs are plain dicts with the fields of `hf_simo.configuration_simo.TaskSpec` (`kind`, `num_outputs`,
-`ignore_index`, `invalid_value`, `loss`, `metric`, `class_names`), so `SimoConfig(tasks=get_task_specs(ds))` works
+`ignore_index`, `invalid_value`, `loss`, `metric`, `id2label`), so `SimoConfig(tasks=get_task_specs(ds))` works
 without this module importing the model code. `loss`/`metric` are only given where the paper departs from the kind's
 default (Taskonomy: every task scored with the absolute error, normals trained with L1).
 
@@ -83,7 +83,7 @@ def _segmentation(class_names: tuple[str, ...]) -> dict[str, Any]:
         "kind": "semantic_segmentation",
         "num_outputs": len(class_names),
         "ignore_index": IGNORE_INDEX,
-        "class_names": list(class_names),
+        "id2label": dict(enumerate(class_names)),
     }
 
 
