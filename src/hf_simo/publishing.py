@@ -10,8 +10,8 @@ is transformers' generic card or describes another config (`hf_simo.cards.card_n
 wrote is kept), the folder must be a complete `SimoModel` folder (config.json of model_type `simo`, safetensors
 weights matching it, preprocessor_config.json, a README.md whose metadata parses), the repo id must be valid, and a
 token must be available (argument, `HF_TOKEN`, or `hf auth login`). Then it goes through `huggingface_hub.HfApi`:
-`create_repo(exist_ok=True)`, `create_branch` when a branch is asked for, and one `upload_folder` commit of exactly
-the files `files_to_push` lists (passed as escaped `allow_patterns`, so what is committed is what was validated).
+`create_repo(exist_ok=True)`, `create_branch` when a branch is asked for, and one `create_commit` adding exactly the
+files `files_to_push` lists (what is committed is what was validated).
 When the Hub cannot be reached (offline mode, no network) or refuses a step, a one-line `PublishError` names the
 repo, the reason, and where the model stays saved.
 
@@ -22,7 +22,6 @@ error message (any message is scrubbed of it, whatever the library said).
 from __future__ import annotations
 
 import dataclasses
-import glob
 import importlib
 import json
 import os
@@ -32,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import HfApi, ModelCard, get_token
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, get_token
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -386,14 +385,13 @@ def _push(
             step = f"creation of branch {revision!r}"
             api.create_branch(repo_id, branch=revision, token=token, exist_ok=True, repo_type="model")
         step = "upload"
-        info = api.upload_folder(
+        info = api.create_commit(
             repo_id=repo_id,
-            folder_path=str(folder),
+            operations=[CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files],
             revision=revision,
             commit_message=message,
             commit_description=commit_description,
             create_pr=create_pr or None,
-            allow_patterns=[glob.escape(name) for name in files],
             token=token,
             repo_type="model",
         )
