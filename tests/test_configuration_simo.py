@@ -136,9 +136,20 @@ def test_id2label_round_trips_and_reads_legacy_class_names(tmp_path):
     assert loaded.tasks["seg"]["id2label"] == names and loaded.get_task("seg").label_names() == list(names.values())
     # the only segmentation task's classes are mirrored where transformers' pipelines read them
     assert loaded.id2label == names and loaded.label2id == {"floor": 0, "wall": 1, "box": 2}
-    legacy = tiny_config({"seg": {"kind": "semantic_segmentation", "num_outputs": 3, "class_names": list(names.values())}})
+    legacy = tiny_config(
+        {"seg": {"kind": "semantic_segmentation", "num_outputs": 3, "class_names": list(names.values())}}
+    )
     assert legacy.tasks["seg"]["id2label"] == names and "class_names" not in legacy.tasks["seg"]
     unnamed = tiny_config({"seg": {"kind": "semantic_segmentation", "num_outputs": 2}})
     assert unnamed.get_task("seg").label_names() == ["LABEL_0", "LABEL_1"]  # transformers' default names
     with pytest.raises(TaskSpecError, match="not both"):
-        tiny_config({"s": {"kind": "semantic_segmentation", "num_outputs": 2, "class_names": ["a", "b"], "id2label": {0: "a", 1: "b"}}})
+        tiny_config(
+            {
+                "s": {
+                    "kind": "semantic_segmentation",
+                    "num_outputs": 2,
+                    "class_names": ["a", "b"],
+                    "id2label": {0: "a", 1: "b"},
+                }
+            }
+        )

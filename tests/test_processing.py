@@ -107,7 +107,9 @@ def test_post_processing_back_to_odd_sizes_matches_transformers_and_interpolatio
     sizes = [(37, 53), (61, 29)]  # odd sizes, one per image
     results = processor.post_process(out, target_sizes=sizes)
     reference = DPTImageProcessorPil()
-    depth_ref = reference.post_process_depth_estimation(DepthEstimatorOutput(predicted_depth=out.predicted_depth), sizes)
+    depth_ref = reference.post_process_depth_estimation(
+        DepthEstimatorOutput(predicted_depth=out.predicted_depth), sizes
+    )
     seg_ref = reference.post_process_semantic_segmentation(SemanticSegmenterOutput(logits=out.logits), sizes)
     for i, (height, width) in enumerate(sizes):
         result = results[i]

@@ -11,6 +11,7 @@ The real `HfApi` runs, with `create_repo`/`create_branch`/`create_commit`/`hf_hu
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -56,7 +57,7 @@ class Hub:
             files = {}
             for op in operations:
                 source = op.path_or_fileobj
-                files[op.path_in_repo] = source if isinstance(source, bytes) else open(source, "rb").read()
+                files[op.path_in_repo] = source if isinstance(source, bytes) else Path(source).read_bytes()
             hub.commits.append(files)
             return CommitInfo(
                 commit_url=f"https://huggingface.co/{repo_id}/commit/{'2' * 40}",

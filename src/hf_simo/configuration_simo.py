@@ -255,7 +255,9 @@ def _resolved_id2label(id2label: Any, num_classes: int, fail) -> dict[int, str]:
             raise fail("id2label", f"names must be non-empty strings, got {value!r} for class {index}")
         resolved[index] = value
     if sorted(resolved) != list(range(num_classes)):
-        raise fail("id2label", f"has {len(resolved)} names for {num_classes} classes (ids 0..{num_classes - 1} needed)")
+        raise fail(
+            "id2label", f"has {len(resolved)} names for {num_classes} classes (ids 0..{num_classes - 1} needed)"
+        )
     return dict(sorted(resolved.items()))
 
 

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 from transformers import Pipeline
 from transformers.pipelines.base import no_collate_fn, pad_collate_fn
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
-from torch.utils.data import DataLoader
 
 from .configuration_simo import TaskSpec
 from .image_processing_simo import ImageInputError, as_image_list, as_simo_image_processor, load_rgb_image
@@ -57,9 +57,7 @@ class SimoDensePredictionPipeline(Pipeline):
         from .image_processing_simo import make_image_processor
 
         # folders saved before SimoImageProcessor hold a plain DPT processor: same settings, plus post-processing
-        self.image_processor = as_simo_image_processor(self.image_processor) or make_image_processor(
-            self.model.config
-        )
+        self.image_processor = as_simo_image_processor(self.image_processor) or make_image_processor(self.model.config)
 
     def __call__(self, inputs: Any = None, **kwargs: Any):
         """Predict for one image (a dict task -> result) or a batch (a list of them); see the module docstring.

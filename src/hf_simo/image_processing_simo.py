@@ -132,9 +132,7 @@ def _array_to_rgb(array: np.ndarray, name: str, sixteen_bit: bool = False) -> Im
 
 def as_image_list(images: Any) -> list[Any]:
     """A single image or a batch (list, tuple, (N, H, W, C) array / (N, C, H, W) tensor) as a list; never empty."""
-    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
-        images = list(images)
-    elif isinstance(images, (list, tuple)):
+    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4 or isinstance(images, (list, tuple)):
         images = list(images)
     else:
         images = [images]

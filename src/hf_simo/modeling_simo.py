@@ -22,9 +22,9 @@ from .block_adapters import attach_block_adapters, validate_rank
 from .configuration_simo import SimoConfig, TaskSpec
 from .heads import build_head
 from .hub import CheckpointError, resolve_repo, safetensors_files
+from .image_processing_simo import make_image_processor
 from .losses import task_loss, unit_vectors
 from .modeling_outputs import DEPTH_KINDS, TaskOutput, task_output
-from .image_processing_simo import make_image_processor
 from .weights import check_checkpoint_matches_config
 
 

@@ -39,8 +39,8 @@ from transformers.initialization import no_init_weights
 from ..cards import write_model_card
 from ..configuration_simo import SimoConfig
 from ..hub import CheckpointError
-from ..modeling_simo import SimoModel
 from ..image_processing_simo import make_image_processor
+from ..modeling_simo import SimoModel
 from ..publishing import push_folder_to_hub
 from .methods import (
     MergeOptionError,

@@ -121,6 +121,7 @@ def ensure_single_task_checkpoints(tasks: list[str], data, run) -> dict[str, str
 def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     """Merge → re-align on validation → evaluate on test → save; see the module docstring."""
     from ..cards import write_model_card
+    from ..image_processing_simo import make_image_processor
     from ..pipeline import (
         RealignmentSettings,
         evaluate_batches,
@@ -133,7 +134,6 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     )
     from ..training.args import json_mapping
     from ..training.data import UnknownTaskError, load_data
-    from ..image_processing_simo import make_image_processor
     from ..training.finetune import dataset_tag, dataset_task_specs, image_size_of
     from ..training.run import RunConflictError, push_from_main_process, save_atomically
     from ..training.utils import configure_threads, make_accelerator
