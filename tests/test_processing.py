@@ -212,3 +212,28 @@ def test_bad_inputs_get_clear_errors(tmp_path):
         with pytest.raises(ImageInputError, match=message):
             processor(bad, return_tensors="pt")
     assert issubclass(ImageInputError, ValueError)
+
+
+def test_urls_load_through_transformers_and_failures_are_one_line(monkeypatch):
+    import io
+
+    import transformers.image_utils as image_utils
+
+    buffer = io.BytesIO()
+    Image.fromarray(_pixels(20, 30)).save(buffer, format="PNG")
+
+    class Response:
+        content = buffer.getvalue()
+
+    requested = []
+    monkeypatch.setattr(image_utils.httpx, "get", lambda url, **kwargs: requested.append(url) or Response())
+    image = load_rgb_image("https://example.com/scene.png")
+    assert image.size == (30, 20) and image.mode == "RGB" and requested == ["https://example.com/scene.png"]
+
+    def unreachable(url, **kwargs):
+        raise ConnectionError("network is unreachable\nsecond line")
+
+    monkeypatch.setattr(image_utils.httpx, "get", unreachable)
+    with pytest.raises(ImageInputError, match="cannot load image from https://example.com/x.png: network") as info:
+        load_rgb_image("https://example.com/x.png")
+    assert "\n" not in str(info.value)

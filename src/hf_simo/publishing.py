@@ -289,9 +289,8 @@ def push_model_to_hub(
     token = resolve_token(token)
     api = api if api is not None else HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="hf_simo_push_") as tmp:
-        model.save_pretrained(
-            tmp, max_shard_size=max_shard_size, model_card={"repo_id": repo_id, "tags": list(tags or []) or None}
-        )
+        card = {"repo_id": repo_id if "/" in repo_id else None, "tags": list(tags or []) or None}
+        model.save_pretrained(tmp, max_shard_size=max_shard_size, model_card=card)
         remote = _remote_readme(api, repo_id, revision, token)
         if remote is not None and not card_needs_writing(remote, model.config):
             (Path(tmp) / "README.md").write_text(remote, encoding="utf-8")

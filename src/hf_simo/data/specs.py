@@ -163,7 +163,11 @@ def get_task_specs(dataset_or_preset: Any) -> dict[str, dict[str, Any]]:
     for split in splits:
         meta = read_description(split)
         if meta and "task_specs" in meta:
-            return copy.deepcopy(meta["task_specs"])
+            specs = copy.deepcopy(meta["task_specs"])
+            for spec in specs.values():  # JSON turned the class ids of id2label into strings
+                if isinstance(spec.get("id2label"), Mapping):
+                    spec["id2label"] = {int(k): v for k, v in spec["id2label"].items()}
+            return specs
     raise ValueError(
         f"{type(dataset_or_preset).__name__} carries no hf_simo task specs in info.description; build it with "
         "hf_simo.data (load_benchmark, load_nyuv2, load_cityscapes, load_taskonomy) or pass a preset name"
