@@ -253,6 +253,20 @@ def test_push_to_hub_uploads_the_model_folder(assets, tmp_path, monkeypatch):
     assert f"the model stays in {folder}" in message and "hf_test_token" not in message
     assert SimoModel.from_pretrained(folder).task_names == ["depth"]
 
+    from huggingface_hub import HfApi
+
+    monkeypatch.setattr("hf_simo.publishing.HfApi", HfApi)  # the real one, under HF_HUB_OFFLINE=1 (conftest)
+    with pytest.raises(SystemExit) as exit_info:
+        load_recipe("finetune").main(
+            tiny_args(
+                assets, tmp_path / "run", "--model_name_or_path", assets["encoder"], "--task", "depth",
+                "--push_to_hub", "org/name", "--hub_private_repo",
+            )
+        )  # fmt: skip
+    message = str(exit_info.value.code)
+    assert "'org/name': offline mode is on (HF_HUB_OFFLINE=1)" in message and "\n" not in message
+    assert SimoModel.from_pretrained(folder).task_names == ["depth"]
+
 
 def test_packaged_accelerate_configs():
     assert available_configs() == ["cpu", "multi_gpu", "multi_node", "single_gpu"]

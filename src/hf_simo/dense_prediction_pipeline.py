@@ -31,7 +31,13 @@ from transformers.pipelines.base import no_collate_fn, pad_collate_fn
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .configuration_simo import TaskSpec
-from .image_processing_simo import ImageInputError, as_image_list, as_simo_image_processor, load_rgb_image
+from .image_processing_simo import (
+    ImageInputError,
+    as_image_list,
+    as_simo_image_processor,
+    load_rgb_image,
+    make_image_processor,
+)
 from .modeling_outputs import task_output
 
 
@@ -54,8 +60,6 @@ class SimoDensePredictionPipeline(Pipeline):
                 f"the {TASK_NAME} pipeline needs a SimoModel, got {type(self.model).__name__}; "
                 "load a hf_simo model (config model_type 'simo')"
             )
-        from .image_processing_simo import make_image_processor
-
         # folders saved before SimoImageProcessor hold a plain DPT processor: same settings, plus post-processing
         self.image_processor = as_simo_image_processor(self.image_processor) or make_image_processor(self.model.config)
 
