@@ -236,19 +236,22 @@ def test_push_to_hub_uploads_the_model_folder(assets, tmp_path, monkeypatch):
     assert {Path(op.path_or_fileobj).parent for op in operations} == {folder}
 
     # the Hub unreachable: one line naming the repo, the model kept, the token never shown
+    def push_failure() -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            load_recipe("finetune").main(
+                tiny_args(
+                    assets, tmp_path / "run", "--model_name_or_path", assets["encoder"], "--task", "depth",
+                    "--push_to_hub", "org/name", "--hub_private_repo",
+                )
+            )  # fmt: skip
+        return str(exit_info.value.code)
+
     def unreachable(self, repo_id, **kwargs):
         raise ConnectionError(f"network is unreachable (token {self.token})")
 
     monkeypatch.setattr(FakeApi, "create_repo", unreachable)
     monkeypatch.setattr(FakeApi, "token", "hf_test_token", raising=False)
-    with pytest.raises(SystemExit) as exit_info:
-        load_recipe("finetune").main(
-            tiny_args(
-                assets, tmp_path / "run", "--model_name_or_path", assets["encoder"], "--task", "depth",
-                "--push_to_hub", "org/name", "--hub_private_repo",
-            )
-        )  # fmt: skip
-    message = str(exit_info.value.code)
+    message = push_failure()
     assert "could not reach the Hugging Face Hub to push to 'org/name'" in message and "\n" not in message
     assert f"the model stays in {folder}" in message and "hf_test_token" not in message
     assert SimoModel.from_pretrained(folder).task_names == ["depth"]
@@ -256,14 +259,7 @@ def test_push_to_hub_uploads_the_model_folder(assets, tmp_path, monkeypatch):
     from huggingface_hub import HfApi
 
     monkeypatch.setattr("hf_simo.publishing.HfApi", HfApi)  # the real one, under HF_HUB_OFFLINE=1 (conftest)
-    with pytest.raises(SystemExit) as exit_info:
-        load_recipe("finetune").main(
-            tiny_args(
-                assets, tmp_path / "run", "--model_name_or_path", assets["encoder"], "--task", "depth",
-                "--push_to_hub", "org/name", "--hub_private_repo",
-            )
-        )  # fmt: skip
-    message = str(exit_info.value.code)
+    message = push_failure()
     assert "'org/name': offline mode is on (HF_HUB_OFFLINE=1)" in message and "\n" not in message
     assert SimoModel.from_pretrained(folder).task_names == ["depth"]
 

@@ -147,6 +147,15 @@ def as_image_list(images: Any) -> list[Any]:
 class SimoImageProcessingMixin:
     """What hf_simo adds to DPT's processors: robust input conversion and post-processing for every task kind."""
 
+    # defaults (before DPT's in the MRO): DINOv2's resolution and patch, ImageNet statistics, keep-aspect resize
+    image_mean = list(IMAGENET_DEFAULT_MEAN)
+    image_std = list(IMAGENET_DEFAULT_STD)
+    size = {"height": DEFAULT_SIZE, "width": DEFAULT_SIZE}
+    keep_aspect_ratio = True
+    ensure_multiple_of = DEFAULT_PATCH_SIZE
+    resample = PILImageResampling.BICUBIC
+    do_pad = False
+
     def preprocess(self, images: Any, segmentation_maps: Any = None, **kwargs: Any):
         """DPT's `preprocess`, after `load_rgb_image` on each image and a size check against the patch."""
         images = [load_rgb_image(image, name=f"image {i}") for i, image in enumerate(as_image_list(images))]
@@ -258,14 +267,6 @@ def _resized(values: torch.Tensor, target_sizes) -> list[torch.Tensor]:
 class SimoImageProcessorPil(SimoImageProcessingMixin, DPTImageProcessorPil):
     """The PIL backend (saved as `image_processor_type: SimoImageProcessor`, like every PIL processor)."""
 
-    image_mean = list(IMAGENET_DEFAULT_MEAN)
-    image_std = list(IMAGENET_DEFAULT_STD)
-    size = {"height": DEFAULT_SIZE, "width": DEFAULT_SIZE}
-    keep_aspect_ratio = True
-    ensure_multiple_of = DEFAULT_PATCH_SIZE
-    resample = PILImageResampling.BICUBIC
-    do_pad = False
-
 
 PROCESSOR_CLASSES: dict[str, type] = {"pil": SimoImageProcessorPil}
 
@@ -274,14 +275,6 @@ if is_torchvision_available():
 
     class SimoImageProcessor(SimoImageProcessingMixin, DPTImageProcessor):
         """The torchvision backend."""
-
-        image_mean = list(IMAGENET_DEFAULT_MEAN)
-        image_std = list(IMAGENET_DEFAULT_STD)
-        size = {"height": DEFAULT_SIZE, "width": DEFAULT_SIZE}
-        keep_aspect_ratio = True
-        ensure_multiple_of = DEFAULT_PATCH_SIZE
-        resample = PILImageResampling.BICUBIC
-        do_pad = False
 
     PROCESSOR_CLASSES["torchvision"] = SimoImageProcessor
 
