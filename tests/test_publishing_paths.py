@@ -163,11 +163,16 @@ def test_generic_cards_are_replaced_and_user_cards_kept(saved, tmp_path, monkeyp
     (folder / "README.md").write_text(user)
     model.save_pretrained(folder)
     assert (folder / "README.md").read_text() == user
-    # hf_simo's card of another config (a task added) is rewritten
+    # hf_simo's card of another config (a task added) is rewritten, unless someone edited it
     write_model_card(folder, model)
+    assert "| `normals` |" not in (folder / "README.md").read_text()
     bigger = tiny_model({**TASKS, "normals": {"kind": "surface_normals"}})
     bigger.save_pretrained(folder)
-    assert "normals" in (folder / "README.md").read_text()
+    assert "| `normals` |" in (folder / "README.md").read_text()
+    edited = (folder / "README.md").read_text().replace("## Limitations", "## Limitations\n\n- Mine.", 1)
+    (folder / "README.md").write_text(edited)
+    model.save_pretrained(folder)
+    assert (folder / "README.md").read_text() == edited
 
     hub = Hub(monkeypatch, remote_readme=generic)
     hub.tmp = tmp_path
