@@ -14,7 +14,7 @@ from hf_simo.training.testing import save_tiny_dataset
 from test_merge_fixtures import build_base, build_sources
 
 
-VERBS = ["demo", "merge", "realign", "evaluate", "relationships", "card", "push"]
+VERBS = ["demo", "merge", "realign", "evaluate", "relationships", "card", "push", "predict"]
 
 
 def test_top_level_help_lists_every_verb(capsys):

@@ -97,7 +97,10 @@ def test_with_tasks_selects_and_adds():
         ({"kind": "depth", "layers": [5]}, "layers", "in [1, 4]"),
         ({"kind": "depth", "layers": []}, "layers", "non-empty"),
         ({"kind": "depth", "head": "dpt", "layers": [1, 2]}, "layers", "one layer per reassemble stage"),
-        ({"kind": "semantic_segmentation", "num_outputs": 3, "class_names": ["a"]}, "class_names", "3 classes"),
+        ({"kind": "semantic_segmentation", "num_outputs": 3, "id2label": {0: "a"}}, "id2label", "3 classes"),
+        ({"kind": "semantic_segmentation", "num_outputs": 2, "id2label": {"x": "a", 1: "b"}}, "id2label", "ids"),
+        ({"kind": "semantic_segmentation", "num_outputs": 2, "id2label": {0: "", 1: "b"}}, "id2label", "empty"),
+        ({"kind": "depth", "id2label": {0: "a"}}, "id2label", "only meaningful for semantic segmentation"),
     ],
 )
 def test_invalid_specs_name_task_and_field(spec, field, fragment):
@@ -123,3 +126,30 @@ def test_unknown_spec_field_and_bad_names():
 def test_backbone_must_be_dinov2():
     with pytest.raises(ValueError, match="must be a Dinov2Config"):
         SimoConfig(backbone_config=ViTConfig(), tasks={})
+
+
+def test_id2label_round_trips_and_reads_legacy_class_names(tmp_path):
+    names = {0: "floor", 1: "wall", 2: "box"}
+    config = tiny_config({"seg": {"kind": "semantic_segmentation", "num_outputs": 3, "id2label": names}})
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)  # JSON keys are strings; the spec gives ints back
+    assert loaded.tasks["seg"]["id2label"] == names and loaded.get_task("seg").label_names() == list(names.values())
+    # the only segmentation task's classes are mirrored where transformers' pipelines read them
+    assert loaded.id2label == names and loaded.label2id == {"floor": 0, "wall": 1, "box": 2}
+    legacy = tiny_config(
+        {"seg": {"kind": "semantic_segmentation", "num_outputs": 3, "class_names": list(names.values())}}
+    )
+    assert legacy.tasks["seg"]["id2label"] == names and "class_names" not in legacy.tasks["seg"]
+    unnamed = tiny_config({"seg": {"kind": "semantic_segmentation", "num_outputs": 2}})
+    assert unnamed.get_task("seg").label_names() == ["LABEL_0", "LABEL_1"]  # transformers' default names
+    with pytest.raises(TaskSpecError, match="not both"):
+        tiny_config(
+            {
+                "s": {
+                    "kind": "semantic_segmentation",
+                    "num_outputs": 2,
+                    "class_names": ["a", "b"],
+                    "id2label": {0: "a", 1: "b"},
+                }
+            }
+        )

@@ -140,7 +140,7 @@ def test_cli_push_to_hub_uses_hfapi(sources, tmp_path, monkeypatch, capsys):
         ]
     )
     assert code == 0
-    upload = [call for name, call in FakeHfApi.calls if name == "upload_folder"]
+    upload = [call for name, call in FakeHfApi.calls if name == "create_commit"]
     assert len(upload) == 1
     assert upload[0]["repo_id"] == "me/m"
     assert upload[0]["files"] == ["README.md", "config.json", "model.safetensors", "preprocessor_config.json"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from pathlib import Path
 
@@ -95,11 +94,10 @@ class FakeHfApi:
         FakeHfApi.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
         return f"https://huggingface.co/{repo_id}"
 
-    def upload_folder(self, *, repo_id, folder_path, allow_patterns=None, **kwargs):
-        files = sorted(str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file())
-        if allow_patterns is not None:  # what huggingface_hub would commit
-            files = [f for f in files if any(fnmatch.fnmatch(f, pattern) for pattern in allow_patterns)]
-        FakeHfApi.calls.append(("upload_folder", {"repo_id": repo_id, "files": files, **kwargs}))
+    def create_commit(self, *, repo_id, operations, **kwargs):
+        files = sorted(op.path_in_repo for op in operations)  # what the commit adds
+        assert all(Path(op.path_or_fileobj).is_file() for op in operations)
+        FakeHfApi.calls.append(("create_commit", {"repo_id": repo_id, "files": files, **kwargs}))
 
         class Info:
             commit_url = f"https://huggingface.co/{repo_id}/commit/0123"
@@ -122,7 +120,7 @@ def test_push_uploads_exactly_the_merged_folder(hub_sources, tmp_path, monkeypat
         progress=False,
     )
     names = [name for name, _ in FakeHfApi.calls]
-    assert names == ["init", "create_repo", "upload_folder"]
+    assert names == ["init", "create_repo", "create_commit"]
     assert FakeHfApi.calls[0][1] == {"token": "hf_secret"}
     assert FakeHfApi.calls[1][1] == {
         "repo_id": "me/nyuv2-merged",

@@ -115,14 +115,16 @@ def test_image_processor_is_saved_and_prepares_inputs(tmp_path):
     model = tiny_model()
     model.save_pretrained(tmp_path)
     processor = AutoImageProcessor.from_pretrained(tmp_path)
-    image = (torch.rand(30, 45, 3) * 255).to(torch.uint8).numpy()
+    image = (torch.rand(32, 48, 3) * 255).to(torch.uint8).numpy()  # already at the working size: not resized
     pixel_values = processor(image, return_tensors="pt")["pixel_values"]
-    assert pixel_values.shape == (1, 3, 30, 45)  # no resize, no crop
+    assert pixel_values.shape == (1, 3, 32, 48)
     mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
     std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
     expected = (torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255 - mean) / std
     torch.testing.assert_close(pixel_values, expected, atol=1e-5, rtol=1e-5)
-    assert model(pixel_values).predictions["depth"].shape == (1, 1, 30, 45)
+    assert model(pixel_values).predictions["depth"].shape == (1, 1, 32, 48)
+    large = (torch.rand(300, 450, 3) * 255).to(torch.uint8).numpy()  # resized to ~the encoder's image_size
+    assert processor(large, return_tensors="pt")["pixel_values"].shape == (1, 3, 32, 48)
 
 
 def test_load_by_repo_id_from_offline_cache(tmp_path, hub_cache):
@@ -267,7 +269,8 @@ def test_checkpoint_whose_tasks_do_not_match_config(tmp_path):
         (lambda: torch.zeros(1, 3, 16, 16, dtype=torch.long), TypeError, "floating point"),
         (lambda: [[0.0]], TypeError, "must be a torch.Tensor"),
         (lambda: torch.empty(0, 3, 16, 16), ValueError, r"empty batch \(0 images"),
-        (lambda: make_image_processor()(images=[], return_tensors="pt")["pixel_values"], ValueError, "empty batch"),
+        # the processor refuses an empty image list itself, before the model sees it
+        (lambda: make_image_processor()(images=[], return_tensors="pt")["pixel_values"], ValueError, "no images given"),
     ],
 )
 def test_bad_pixel_values(simo_model, make_input, error, fragment):

@@ -11,8 +11,6 @@ import torch
 from huggingface_hub import CommitInfo, ModelCard
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.hf_api import RepoUrl
-from huggingface_hub.utils import filter_repo_objects
-from huggingface_hub.utils._paths import DEFAULT_IGNORE_PATTERNS
 
 import hf_simo.publishing as publishing
 from conftest import tiny_model, write_hub_cache
@@ -39,7 +37,7 @@ class Forbidden(HfHubHTTPError):
 
 
 class FakeHfApi:
-    """Records calls; `upload_folder` selects files exactly as huggingface_hub's does (same filter, same defaults)."""
+    """Records calls; `create_commit` records the files its operations add (what the Hub would hold)."""
 
     def __init__(self, fail_on: str | None = None):
         self.calls: list[tuple[str, dict]] = []
@@ -58,19 +56,11 @@ class FakeHfApi:
     def create_branch(self, repo_id, **kwargs):
         self._record("create_branch", {"repo_id": repo_id, **kwargs})
 
-    def upload_folder(self, *, repo_id, folder_path, allow_patterns=None, ignore_patterns=None, **kwargs):
-        self._record(
-            "upload_folder",
-            {"repo_id": repo_id, "folder_path": folder_path, "allow_patterns": allow_patterns, **kwargs},
-        )
-        ignore = list(ignore_patterns or []) + DEFAULT_IGNORE_PATTERNS
-        root = os.path.abspath(folder_path)
-        found = sorted(
-            os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/")
-            for d, _, files in os.walk(root)
-            for f in files
-        )
-        self.committed = list(filter_repo_objects(found, allow_patterns=allow_patterns, ignore_patterns=ignore))
+    def create_commit(self, *, repo_id, operations, **kwargs):
+        self._record("create_commit", {"repo_id": repo_id, "operations": operations, **kwargs})
+        for op in operations:  # each local file exists and is what the repo path names
+            assert os.path.isfile(op.path_or_fileobj) and op.path_or_fileobj.endswith(op.path_in_repo)
+        self.committed = sorted(op.path_in_repo for op in operations)
         pr = "https://huggingface.co/org/x/discussions/1" if kwargs.get("create_pr") else None
         return CommitInfo(
             commit_url=f"https://huggingface.co/{repo_id}/commit/{'1' * 40}",
@@ -113,7 +103,7 @@ def test_push_commits_exactly_the_model_files(folder):
         result = push_folder_to_hub(folder, "org/merged", token=TOKEN, private=True, api=api)
     assert set(api.committed) == MODEL_FILES | {"plots/relationships.png"}
     assert result.files == sorted(api.committed)
-    assert [name for name, _ in api.calls] == ["create_repo", "upload_folder"]
+    assert [name for name, _ in api.calls] == ["create_repo", "create_commit"]
     create, upload = api.calls[0][1], api.calls[1][1]
     assert create["exist_ok"] is True and create["private"] is True and create["token"] == TOKEN
     assert upload["revision"] is None and upload["token"] == TOKEN and not upload["create_pr"]
@@ -133,7 +123,7 @@ def test_branch_pull_request_and_allow_patterns(folder):
         allow_patterns=["*.json", "*.safetensors", "*.md"],
         commit_message="try TIES",
     )
-    assert [name for name, _ in api.calls] == ["create_repo", "create_branch", "upload_folder"]
+    assert [name for name, _ in api.calls] == ["create_repo", "create_branch", "create_commit"]
     assert api.calls[1][1]["branch"] == "exp-1" and api.calls[1][1]["exist_ok"] is True
     assert api.calls[2][1]["revision"] == "exp-1" and api.calls[2][1]["commit_message"] == "try TIES"
     assert set(api.committed) == MODEL_FILES and result.revision == "exp-1"
@@ -169,7 +159,7 @@ def test_without_token_fails_before_any_hub_call(folder, no_token, monkeypatch):
 
 def test_token_from_environment_and_hub_errors_never_show_it(folder, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    api = FakeHfApi(fail_on="upload_folder")
+    api = FakeHfApi(fail_on="create_commit")
     with pytest.raises(PublishError, match="refused the upload for 'org/merged': 403") as info:
         push_folder_to_hub(folder, "org/merged", api=api, allow_patterns=["*.json", "*.safetensors", "*.md"])
     assert api.calls[0][1]["token"] == TOKEN  # picked up from HF_TOKEN
@@ -179,13 +169,16 @@ def test_token_from_environment_and_hub_errors_never_show_it(folder, monkeypatch
 
 
 def test_incomplete_folders_are_refused_with_every_problem(folder, tmp_path):
-    (folder / "README.md").unlink()
     (folder / "preprocessor_config.json").unlink()
+    (folder / "model.safetensors").rename(folder / "weights.bak")
     with pytest.raises(PublishError) as info:
         push_folder_to_hub(folder, "org/merged", token=TOKEN, api=FakeHfApi())
     message = str(info.value)
-    assert "README.md is missing" in message and "write_model_card(folder)" in message
-    assert "preprocessor_config.json is missing" in message and "\n" not in message
+    assert "preprocessor_config.json is missing" in message and "pickle weights" in message and "\n" not in message
+    (folder / "weights.bak").rename(folder / "model.safetensors")
+    (folder / "README.md").unlink()
+    with pytest.raises(PublishError, match="README.md is missing"):
+        validate_model_folder(folder)
 
     empty = tmp_path / "empty"
     empty.mkdir()

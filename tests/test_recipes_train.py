@@ -270,8 +270,8 @@ def test_push_to_hub_uploads_the_model_folder(assets, tmp_path, monkeypatch):
         def create_repo(self, repo_id, **kwargs):
             calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
 
-        def upload_folder(self, **kwargs):
-            calls.append(("upload_folder", kwargs))
+        def create_commit(self, **kwargs):
+            calls.append(("create_commit", kwargs))
             return "https://huggingface.co/org/name/commit/0"
 
     monkeypatch.setattr("hf_simo.publishing.HfApi", FakeApi)
@@ -282,12 +282,42 @@ def test_push_to_hub_uploads_the_model_folder(assets, tmp_path, monkeypatch):
             "--push_to_hub", "org/name", "--hub_private_repo",
         )
     )  # fmt: skip
-    assert [c[0] for c in calls] == ["init", "create_repo", "upload_folder"]
+    assert [c[0] for c in calls] == ["init", "create_repo", "create_commit"]
     assert calls[1][1]["repo_id"] == "org/name" and calls[1][1]["private"] is True
-    assert Path(calls[2][1]["folder_path"]) == folder and calls[2][1]["repo_id"] == "org/name"
+    assert calls[2][1]["repo_id"] == "org/name"
     expected = {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"}
     assert {p.name for p in folder.iterdir()} == expected
-    assert sorted(calls[2][1]["allow_patterns"]) == sorted(expected)  # exactly the model files are committed
+    operations = calls[2][1]["operations"]  # exactly the model files are committed
+    assert {op.path_in_repo for op in operations} == expected
+    assert {Path(op.path_or_fileobj).parent for op in operations} == {folder}
+
+    # the Hub unreachable: one line naming the repo, the model kept, the token never shown
+    def push_failure() -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            load_recipe("finetune").main(
+                tiny_args(
+                    assets, tmp_path / "run", "--model_name_or_path", assets["encoder"], "--task", "depth",
+                    "--push_to_hub", "org/name", "--hub_private_repo",
+                )
+            )  # fmt: skip
+        return str(exit_info.value.code)
+
+    def unreachable(self, repo_id, **kwargs):
+        raise ConnectionError(f"network is unreachable (token {self.token})")
+
+    monkeypatch.setattr(FakeApi, "create_repo", unreachable)
+    monkeypatch.setattr(FakeApi, "token", "hf_test_token", raising=False)
+    message = push_failure()
+    assert "could not reach the Hugging Face Hub to push to 'org/name'" in message and "\n" not in message
+    assert f"the model stays in {folder}" in message and "hf_test_token" not in message
+    assert SimoModel.from_pretrained(folder).task_names == ["depth"]
+
+    from huggingface_hub import HfApi
+
+    monkeypatch.setattr("hf_simo.publishing.HfApi", HfApi)  # the real one, under HF_HUB_OFFLINE=1 (conftest)
+    message = push_failure()
+    assert "'org/name': offline mode is on (HF_HUB_OFFLINE=1)" in message and "\n" not in message
+    assert SimoModel.from_pretrained(folder).task_names == ["depth"]
 
 
 def test_packaged_accelerate_configs():

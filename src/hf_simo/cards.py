@@ -11,6 +11,13 @@ Metadata decisions:
 - `library_name: hf_simo`. `transformers` would make the Hub show an `AutoModel.from_pretrained` snippet that fails
   without `import hf_simo` (the `simo` model type is registered by hf_simo, not by transformers, and there is no
   remote code); the card's own usage section shows the working snippet.
+- `pipeline_tag` only where a transformers pipeline runs the model: `depth-estimation` for a single depth or
+  disparity task, `image-segmentation` for a single segmentation task; multi-task cards use hf_simo's
+  `simo-dense-prediction` pipeline in their snippet and set none.
+- Which README is rewritten (`card_needs_writing`): a missing one, transformers' generic auto-generated card, or an
+  unedited hf_simo card of another config (an HTML comment under its front matter names the config it describes and
+  a digest of the card); a card the user wrote or edited is kept, and so is hf_simo's card of the same config (it
+  may carry evaluation results).
 - `base_model`: the Hub ids of the merged source checkpoints (`base_model_relation: merge`) for merged and
   re-aligned models, else the pre-trained encoder θ_0 (`finetune`). Local folders are never written to the metadata
   (the Hub could not resolve them) and appear in the text by folder name only, not by absolute path.
@@ -25,6 +32,7 @@ Metadata decisions:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -34,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from huggingface_hub import CardData, EvalResult, ModelCard
 from huggingface_hub.repocard_data import eval_results_to_model_index
 from huggingface_hub.utils import yaml_dump
@@ -66,7 +75,20 @@ KIND_LABELS = {
     "surface_normals": "surface normal estimation",
     "regression": "dense regression",
 }
-PIPELINE_TAGS = {"semantic_segmentation": "image-segmentation", "depth": "depth-estimation"}
+# The transformers pipeline a single-task model of each kind runs in (after `import hf_simo`); other kinds and
+# multi-task models get no pipeline_tag: the card's snippet uses hf_simo's `simo-dense-prediction` pipeline.
+PIPELINE_TAGS = {
+    "semantic_segmentation": "image-segmentation",
+    "depth": "depth-estimation",
+    "disparity": "depth-estimation",
+}
+# An HTML comment (invisible on the Hub) under the front matter of every card hf_simo writes: the config the card
+# describes, and a digest of the card itself, so a card edited since is recognised as the user's.
+_MARKER = re.compile(r"<!-- hf_simo card: config ([0-9a-f]{16}), content ([0-9a-f]{16}) -->\n?")
+_UNSIGNED = "content 0000000000000000"
+_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n(.*)\Z", re.S)
+# The sentence transformers' `create_and_tag_model_card` writes into its generic card.
+TRANSFORMERS_GENERIC_TEXT = "This is the model card of a 🤗 transformers model that has been pushed on the Hub"
 YAML_FIELDS = (
     "library_name",
     "license",
@@ -113,6 +135,72 @@ def card_kind(config: SimoConfig) -> str:
     if config.merge:
         return "merged"
     return "single-task" if len(config.tasks) == 1 else "multi-task"
+
+
+def config_fingerprint(config: SimoConfig) -> str:
+    """16 hex digits identifying what a card describes: tasks, encoder shape, provenance, merge and re-alignment."""
+    backbone = config.backbone_config
+    described = {
+        "tasks": config.tasks,
+        "task_order": list(config.tasks),
+        "encoder": {
+            key: getattr(backbone, key, None)
+            for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size", "image_size")
+        },
+        "base": [config.base_model_name_or_path, config.base_model_revision],
+        "merge": config.merge,
+        "realignment": config.realignment,
+        "block_adapter": [config.block_adapter, config.block_adapter_rank],
+    }
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _content_digest(text: str) -> str:
+    """16 hex digits of a card's metadata (parsed, so YAML formatting does not count) and text, marker excluded."""
+    text = _MARKER.sub("", text)
+    match = _FRONT_MATTER.match(text)
+    metadata, body = (yaml.safe_load(match.group(1)) or {}, match.group(2)) if match else ({}, text)
+    payload = json.dumps(metadata, sort_keys=True, default=str) + "\n" + body.strip()
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def card_origin(text: str | None) -> str:
+    """Who wrote a README: `missing` (none or empty), `generic` (transformers' auto-generated card), `hf_simo`
+    (written by this package and unedited since: its marker's digest matches) or `user` (anything else, including an
+    hf_simo card someone edited)."""
+    if text is None or not text.strip():
+        return "missing"
+    if TRANSFORMERS_GENERIC_TEXT in text:
+        return "generic"
+    found = _MARKER.search(text)
+    if found is not None and found.group(2) == _content_digest(text):
+        return "hf_simo"
+    return "user"
+
+
+def card_needs_writing(text: str | None, config: SimoConfig) -> bool:
+    """Whether hf_simo should (re)write a README: missing, transformers' generic card, or an unedited hf_simo card
+    that describes another config. A card the user wrote (or edited), or hf_simo's card of this same config (which
+    may carry evaluation results), is kept."""
+    origin = card_origin(text)
+    if origin in ("missing", "generic"):
+        return True
+    if origin == "hf_simo":
+        return _MARKER.search(text).group(1) != config_fingerprint(config)
+    return False
+
+
+def refresh_model_card(folder: str | os.PathLike, config: SimoConfig | None = None, **kwargs: Any) -> bool:
+    """Write hf_simo's card into `folder` when `card_needs_writing`; True if it was written. `kwargs` go to
+    `build_model_card` (repo_id, eval_results, dataset_name, tags, ...)."""
+    readme = Path(folder) / "README.md"
+    text = readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else None
+    config = _as_config(folder if config is None else config)
+    if not card_needs_writing(text, config):
+        return False
+    write_model_card(folder, config, **kwargs)
+    return True
 
 
 def is_hub_id(value: Any) -> bool:
@@ -359,7 +447,7 @@ class SimoCardData(CardData):
         model_name = self.model_name or self.default_model_name()
         eval_results = self.eval_result_list()
         base_models, relation = self.base_models()
-        pipelines = {PIPELINE_TAGS.get(spec["kind"]) for spec in config.tasks.values()}
+        kinds = [spec["kind"] for spec in config.tasks.values()]
         counts = _parameter_counts(config)
         data: dict[str, Any] = {
             "library_name": LIBRARY_NAME,
@@ -369,7 +457,7 @@ class SimoCardData(CardData):
             "base_model_relation": relation,
             "datasets": [self.dataset_id] if self.dataset_id else None,
             "metrics": list(dict.fromkeys(r.metric_type for r in eval_results)) or None,
-            "pipeline_tag": next(iter(pipelines)) if len(pipelines) == 1 and None not in pipelines else None,
+            "pipeline_tag": PIPELINE_TAGS.get(kinds[0]) if len(kinds) == 1 else None,
             "model-index": eval_results_to_model_index(model_name, eval_results) if eval_results else None,
         }
         backbone = config.backbone_config
@@ -408,6 +496,7 @@ class SimoCardData(CardData):
                 "has_eval": bool(eval_results) or self.results_table is not None,
                 "citation": CITATION,
                 "hf_simo_version": _version(),
+                "config_fingerprint": config_fingerprint(config),
             }
         )
         return data
@@ -440,11 +529,17 @@ def _task_entry(name: str, spec: Mapping[str, Any], counts: Mapping[str, int]) -
             outputs_text += f" (invalid = {spec['invalid_value']:g})"
     metric = spec["metric"]
     usage = {
-        "semantic_segmentation": f'predictions["{name}"].argmax(dim=1)  # (B, H, W) class ids',
-        "depth": f'predictions["{name}"][:, 0]  # (B, H, W) depth',
-        "disparity": f'predictions["{name}"][:, 0]  # (B, H, W) disparity',
-        "surface_normals": f'predictions["{name}"]  # (B, 3, H, W) unit normals',
-    }.get(kind, f'predictions["{name}"]  # (B, {outputs}, H, W)')
+        "semantic_segmentation": "(H, W) class ids",
+        "depth": "(H, W) depth, in the units of the training labels",
+        "disparity": "(H, W) disparity",
+        "surface_normals": "(3, H, W) unit normals",
+    }.get(kind, f"({outputs}, H, W) values")
+    pipeline_usage = {
+        "semantic_segmentation": "[{'label', 'mask', 'score'}, ...]: one mask per class present",
+        "depth": "{'predicted_depth': (H, W) tensor, 'depth': PIL image}",
+        "disparity": "{'predicted_depth': (H, W) disparity, 'depth': PIL image}",
+        "surface_normals": "{'predicted_normals': (3, H, W) unit vectors, 'normals': RGB image}",
+    }.get(kind, f"{{'predicted_values': ({outputs}, H, W) tensor}}")
     defaults = DPT_HEAD_OPTIONS if spec["head"] == "dpt" else LINEAR_HEAD_OPTIONS
     head_options = {k: v for k, v in spec.get("head_options", {}).items() if k not in defaults or v != defaults[k]}
     return {
@@ -459,9 +554,10 @@ def _task_entry(name: str, spec: Mapping[str, Any], counts: Mapping[str, int]) -
         "metric": metric,
         "metric_label": METRIC_LABELS.get(metric, metric),
         "arrow": "↑" if HIGHER_IS_BETTER.get(metric, True) else "↓",
-        "class_names": spec.get("class_names"),
+        "class_names": list((spec.get("id2label") or {}).values()) or None,
         "parameters": _millions(counts.get(f"head:{name}")) if counts else None,
         "usage": usage,
+        "pipeline_usage": pipeline_usage,
     }
 
 
@@ -596,7 +692,9 @@ def build_model_card(
         tags=list(tags) if tags else None,
         description=description,
     )
-    return ModelCard.from_template(card_data, template_path=str(template_path()))
+    card = ModelCard.from_template(card_data, template_path=str(template_path()))
+    text = str(card)
+    return ModelCard(text.replace(_UNSIGNED, f"content {_content_digest(text)}", 1))
 
 
 def write_model_card(folder: str | os.PathLike, model_or_config: Any = None, **kwargs: Any) -> Path:

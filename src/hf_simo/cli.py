@@ -7,6 +7,7 @@
     hf-simo relationships   task relationships: sweep θ_0 + λ·τ_t and plot every task's normalized performance
     hf-simo card            (re)write the model card of a saved model folder
     hf-simo push            publish a saved model folder to the Hub
+    hf-simo predict         predict every task for image files: one PNG per image and task, and a grid
 
 Exit codes: 0 success, 1 the command failed (bad input, a checkpoint that does not fit, ...: one line on stderr, no
 traceback; `--debug` shows it), 2 the command line itself is wrong (unknown verb or option).
@@ -215,6 +216,23 @@ def _push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from .predict import predict_to_folder
+
+    written = predict_to_folder(
+        args.model,
+        args.images,
+        args.output_dir,
+        tasks=args.tasks,
+        revision=args.revision,
+        device=args.device,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {len(written)} file(s) for {len(args.images)} image(s) to {args.output_dir}")
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------------------------ parser
 
 
@@ -285,6 +303,19 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     push.add_argument("--dry-run", action="store_true", help="validate and list the files; no token, no network")
     push.set_defaults(func=_push)
+
+    predict = verbs.add_parser("predict", help="predict every task for image files and write PNGs")
+    predict.add_argument("model", help="SimoModel folder or Hub repo id")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict.add_argument(
+        "--output-dir", required=True, help="where the PNGs go (<image>.<task>.png, <image>.grid.png)"
+    )
+    predict.add_argument("--tasks", nargs="+", help="predict only these tasks (default: all)")
+    predict.add_argument("--revision", help="revision of a Hub repo")
+    predict.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    predict.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    predict.set_defaults(func=_predict)
     return parser
 
 

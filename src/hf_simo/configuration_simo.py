@@ -85,7 +85,8 @@ class TaskSpec:
         head: `linear` (DINOv2 linear evaluation head) or `dpt` (transformers' DPT neck and head).
         head_options: options of the head type (see `LINEAR_HEAD_OPTIONS`, `DPT_HEAD_OPTIONS`).
         layers: encoder blocks (1-based) that feed the head; default {3, 6, 9, 12} on 12 blocks.
-        class_names: optional names of the segmentation classes.
+        id2label: optional names of the segmentation classes, class id -> name (transformers' spelling; the legacy
+            `class_names` list is read as `id2label`). Shown in model cards, pipeline outputs and plots.
     """
 
     kind: str
@@ -97,7 +98,7 @@ class TaskSpec:
     head: str = "linear"
     head_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     layers: list[int] | None = None
-    class_names: list[str] | None = None
+    id2label: dict[int, str] | None = None
 
     @classmethod
     def from_dict(cls, name: str, data: Mapping[str, Any] | TaskSpec) -> TaskSpec:
@@ -107,13 +108,22 @@ class TaskSpec:
             raise TaskSpecError(
                 f"task {name!r}: a task spec must be a mapping or a TaskSpec, got {type(data).__name__}"
             )
+        data = dict(data)
+        if "class_names" in data:  # the list saved before id2label existed
+            names = data.pop("class_names")
+            if "id2label" in data and names is not None and data["id2label"] is not None:
+                raise TaskSpecError(f"task {name!r}: give 'id2label' or the legacy 'class_names', not both")
+            if names is not None:
+                if not isinstance(names, (list, tuple)):
+                    raise TaskSpecError(f"task {name!r}: field 'class_names' must be a list of names")
+                data["id2label"] = dict(enumerate(names))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise TaskSpecError(f"task {name!r}: unknown field(s) {unknown}; known fields are {sorted(known)}")
         if "kind" not in data:
             raise TaskSpecError(f"task {name!r}: field 'kind' is required (one of {list(TASK_KINDS)})")
-        return cls(**copy.deepcopy(dict(data)))
+        return cls(**copy.deepcopy(data))
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(dataclasses.asdict(self))
@@ -121,6 +131,13 @@ class TaskSpec:
     @property
     def is_classification(self) -> bool:
         return self.kind == "semantic_segmentation"
+
+    def label_names(self) -> list[str]:
+        """Class names by id: `id2label`, else transformers' default `LABEL_<id>` (segmentation tasks only)."""
+        if not self.is_classification:
+            raise ValueError(f"a {self.kind} task has no classes")
+        names = self.id2label or {}
+        return [str(names.get(k, names.get(str(k), f"LABEL_{k}"))) for k in range(int(self.num_outputs))]
 
     def resolved(self, name: str, num_hidden_layers: int) -> TaskSpec:
         """Validate this spec and return a copy with every default filled in."""
@@ -159,13 +176,13 @@ class TaskSpec:
                     "ignore_index",
                     f"({spec.ignore_index}) collides with a class id in [0, {spec.num_outputs}); use e.g. 255 or -1",
                 )
-            if spec.class_names is not None and len(spec.class_names) != spec.num_outputs:
-                raise fail("class_names", f"has {len(spec.class_names)} names for {spec.num_outputs} classes")
+            if spec.id2label is not None:
+                spec.id2label = _resolved_id2label(spec.id2label, spec.num_outputs, fail)
         else:
             if spec.ignore_index is not None:
                 raise fail("ignore_index", "is for semantic segmentation; use 'invalid_value' for regression kinds")
-            if spec.class_names is not None:
-                raise fail("class_names", "is only meaningful for semantic segmentation")
+            if spec.id2label is not None:
+                raise fail("id2label", "(class names) is only meaningful for semantic segmentation")
             if spec.invalid_value is None and spec.kind in ("depth", "disparity", "surface_normals"):
                 spec.invalid_value = 0.0
             if spec.invalid_value is not None:
@@ -222,6 +239,26 @@ class TaskSpec:
                     "head_options", f"'readout_type' must be ignore|add|project, got {options['readout_type']!r}"
                 )
         return spec
+
+
+def _resolved_id2label(id2label: Any, num_classes: int, fail) -> dict[int, str]:
+    """`id2label` with integer keys 0..K-1 (JSON stores them as strings) and non-empty string names."""
+    if not isinstance(id2label, Mapping):
+        raise fail("id2label", f"must be a mapping of class id -> name, got {type(id2label).__name__}")
+    resolved = {}
+    for key, value in id2label.items():
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            raise fail("id2label", f"keys must be class ids (integers), got {key!r}") from None
+        if not isinstance(value, str) or not value.strip():
+            raise fail("id2label", f"names must be non-empty strings, got {value!r} for class {index}")
+        resolved[index] = value
+    if sorted(resolved) != list(range(num_classes)):
+        raise fail(
+            "id2label", f"has {len(resolved)} names for {num_classes} classes (ids 0..{num_classes - 1} needed)"
+        )
+    return dict(sorted(resolved.items()))
 
 
 class SimoConfig(PreTrainedConfig):
@@ -296,6 +333,16 @@ class SimoConfig(PreTrainedConfig):
         self.tasks = {
             name: TaskSpec.from_dict(name, spec).resolved(name, num_layers).to_dict() for name, spec in tasks.items()
         }
+        self.sync_label_maps()
+
+    def sync_label_maps(self) -> None:
+        """Mirror the classes of the only segmentation task in transformers' `id2label`/`label2id`, which
+        transformers' own pipelines and tools read; derived from `tasks` (call again after changing them)."""
+        segmentation = [name for name, spec in self.tasks.items() if spec["kind"] == "semantic_segmentation"]
+        if len(segmentation) == 1:
+            names = self.get_task(segmentation[0]).label_names()
+            self.id2label = dict(enumerate(names))
+            self.label2id = {label: index for index, label in self.id2label.items()}
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()

@@ -22,9 +22,10 @@ from .block_adapters import attach_block_adapters, validate_rank
 from .configuration_simo import SimoConfig, TaskSpec
 from .heads import build_head
 from .hub import CheckpointError, resolve_repo, safetensors_files
+from .image_processing_simo import make_image_processor
 from .losses import task_loss, unit_vectors
-from .processing import make_image_processor
-from .weights import canonical_key
+from .modeling_outputs import DEPTH_KINDS, TaskOutput, task_output
+from .weights import check_checkpoint_matches_config
 
 
 @dataclass
@@ -47,12 +48,21 @@ class SimoModelOutput(ModelOutput):
     """Per-task predictions at the input resolution and, with labels, per-task losses and their unweighted mean.
 
     predictions: task -> (B, K, H, W) logits for segmentation, (B, C, H, W) values otherwise (unit vectors for
-    surface normals).
+        surface normals); what losses and metrics read.
+    task_outputs: task -> the same prediction as transformers' standard output of its kind
+        (`SemanticSegmenterOutput.logits`, `DepthEstimatorOutput.predicted_depth` (B, H, W), `SurfaceNormalsOutput`,
+        `DenseRegressionOutput`; see `hf_simo.modeling_outputs`), so `post_process_*` of image processors read them.
+    logits / predicted_depth: the segmentation logits / the (B, H, W) depth when exactly one task of the run is a
+        segmentation / a depth or disparity task, so `processor.post_process_semantic_segmentation(out)` and
+        `processor.post_process_depth_estimation(out)` work on the whole output as on a DPT model's; else None.
     """
 
     loss: torch.Tensor | None = None
     task_losses: dict[str, torch.Tensor] | None = None
     predictions: dict[str, torch.Tensor] | None = None
+    task_outputs: dict[str, TaskOutput] | None = None
+    logits: torch.Tensor | None = None
+    predicted_depth: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
@@ -207,17 +217,87 @@ class SimoModel(SimoPreTrainedModel):
         return model
 
     def save_pretrained(
-        self, save_directory: str | os.PathLike, *args, image_processor=None, model_card: bool = True, **kwargs
+        self,
+        save_directory: str | os.PathLike,
+        *args,
+        image_processor=None,
+        model_card: bool | dict[str, Any] = True,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        token: str | None = None,
+        private: bool | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        create_pr: bool = False,
+        **kwargs,
     ):
-        """`PreTrainedModel.save_pretrained` (safetensors) + the image processor users need to prepare inputs and a
-        model card (`README.md`, from `hf_simo.cards`; an existing README is kept)."""
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
-            (image_processor or make_image_processor()).save_pretrained(save_directory)
-            if model_card and not (Path(save_directory) / "README.md").exists():
-                from .cards import write_model_card
+        """`PreTrainedModel.save_pretrained` (safetensors) + the image processor users need to prepare inputs
+        (default: `make_image_processor(self.config)`) and hf_simo's model card (`README.md`).
 
-                write_model_card(save_directory, self.config)
+        The card is written unless `model_card=False` (a dict passes options to `hf_simo.cards.write_model_card`:
+        `repo_id`, `eval_results`, `dataset_name`, ...); an existing README is replaced only when it is
+        transformers' generic card or hf_simo's card of another config (`hf_simo.cards.card_needs_writing`), never
+        when you wrote it. `push_to_hub=True` then publishes the whole folder through `hf_simo.publishing
+        .push_folder_to_hub` (as `hf-simo push` does) to `repo_id` (default: the folder's name).
+        """
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if not kwargs.get("is_main_process", True):
+            return
+        (image_processor or make_image_processor(self.config)).save_pretrained(save_directory)
+        card_options = dict(model_card) if isinstance(model_card, dict) else {}
+        if push_to_hub and repo_id and "repo_id" not in card_options and "/" in repo_id:
+            card_options["repo_id"] = repo_id
+        if model_card is not False:
+            from .cards import refresh_model_card
+
+            refresh_model_card(save_directory, self.config, **card_options)
+        if push_to_hub:
+            from .publishing import push_folder_to_hub
+
+            return push_folder_to_hub(
+                save_directory,
+                repo_id or Path(save_directory).resolve().name,
+                token=token,
+                private=bool(private),
+                revision=revision,
+                commit_message=commit_message,
+                commit_description=commit_description,
+                create_pr=create_pr,
+            )
+        return None
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+    ):
+        """Publish the model as `hf-simo push` does: weights, image processor and hf_simo's card (with
+        `library_name: hf_simo`), saved into a temporary folder first. The repo's README is kept when its owner
+        wrote it. Returns a `hf_simo.publishing.PushResult` (`commit_url`, `oid`, `pr_url` as transformers'
+        `CommitInfo`)."""
+        from .publishing import push_model_to_hub
+
+        return push_model_to_hub(
+            self,
+            repo_id,
+            token=token,
+            private=private,
+            revision=revision,
+            commit_message=commit_message,
+            commit_description=commit_description,
+            create_pr=create_pr,
+            max_shard_size=max_shard_size,
+            tags=tags,
+        )
 
     def enable_block_adapters(self, kind: str = "linear", rank: int | None = None) -> SimoModel:
         """Add identity-initialised adapters after every encoder block, in place (see `hf_simo.block_adapters`)."""
@@ -248,12 +328,14 @@ class SimoModel(SimoPreTrainedModel):
         head.apply(self._init_weights)
         self.heads[name] = head.to(device=self.device, dtype=self.dtype)
         self.config.tasks = new_config.tasks
+        self.config.sync_label_maps()
 
     def select_tasks(self, names: list[str]) -> SimoModel:
         """Keep only the heads of `names` (in that order), in place."""
         self._check_task_names(names)
         self.heads = nn.ModuleDict({name: self.heads[name] for name in names})
         self.config.tasks = {name: self.config.tasks[name] for name in names}
+        self.config.sync_label_maps()
         return self
 
     def drop_tasks(self, names: list[str]) -> SimoModel:
@@ -369,10 +451,20 @@ class SimoModel(SimoPreTrainedModel):
                 task_losses[name] = task_loss(spec, predictions[name], target)
             loss = torch.stack(list(task_losses.values())).mean()
 
+        kinds = {name: self.config.tasks[name]["kind"] for name in predictions}
+        task_outputs = {
+            name: task_output(kinds[name], prediction, (task_losses or {}).get(name))
+            for name, prediction in predictions.items()
+        }
+        segmentation = [name for name, kind in kinds.items() if kind == "semantic_segmentation"]
+        depth = [name for name, kind in kinds.items() if kind in DEPTH_KINDS]
         output = SimoModelOutput(
             loss=loss,
             task_losses=task_losses,
             predictions=predictions,
+            task_outputs=task_outputs,
+            logits=task_outputs[segmentation[0]].logits if len(segmentation) == 1 else None,
+            predicted_depth=task_outputs[depth[0]].predicted_depth if len(depth) == 1 else None,
             hidden_states=encoding.hidden_states,
             attentions=encoding.attentions,
         )
@@ -487,53 +579,6 @@ def load_dinov2_encoder(
             "facebook/dinov2-base"
         )
     return Dinov2Model.from_pretrained(path, use_safetensors=not allow_pickle)
-
-
-def check_checkpoint_matches_config(cls, config: SimoConfig, files, source: str) -> None:
-    """Compare the tensors in safetensors headers with those the config builds (on the meta device, no memory)."""
-    from safetensors import safe_open
-
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
-    found: dict[str, tuple[int, ...]] = {}
-    for file in files:
-        try:
-            with safe_open(str(file), framework="pt") as handle:
-                for key in handle.keys():
-                    found[canonical_key(key)] = tuple(handle.get_slice(key).get_shape())
-        except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
-            raise CheckpointError(f"{source}: {file.name} is not a readable safetensors file ({err})") from err
-
-    def task_of(key: str) -> str | None:
-        parts = key.split(".")
-        return parts[1] if len(parts) > 2 and parts[0] == "heads" else None
-
-    problems = []
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-    for task in config.task_names:
-        if any(task_of(k) == task for k in missing):
-            problems.append(f"task {task!r} is in the config but its head has no weights in the checkpoint")
-    extra_tasks = sorted({task_of(k) for k in unexpected if task_of(k) and task_of(k) not in config.tasks})
-    if extra_tasks:
-        problems.append(f"the checkpoint has head weights for task(s) {extra_tasks} that its config does not declare")
-    partial = sorted({task_of(k) for k in unexpected if task_of(k) in config.tasks})
-    if partial:
-        problems.append(f"head(s) {partial} hold tensors their config does not build (different head type/options?)")
-    encoder_missing = [k for k in missing if task_of(k) is None]
-    if encoder_missing:
-        problems.append(f"encoder weights missing: {encoder_missing[:5]}{' ...' if len(encoder_missing) > 5 else ''}")
-    others = [k for k in unexpected if task_of(k) is None]
-    if others:
-        problems.append(f"unexpected weights: {others[:5]}{' ...' if len(others) > 5 else ''}")
-    mismatched = [k for k in expected if k in found and found[k] != expected[k]]
-    for key in mismatched[:5]:
-        owner = f"task {task_of(key)!r}" if task_of(key) else "encoder"
-        problems.append(
-            f"{owner}: {key} has shape {list(found[key])} in the weights, the config builds {list(expected[key])}"
-        )
-    if problems:
-        raise CheckpointError(f"{source} does not match its config.json: " + "; ".join(problems))
 
 
 __all__ = [

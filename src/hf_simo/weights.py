@@ -1,4 +1,4 @@
-"""Canonical tensor names for DINOv2 encoders.
+"""Canonical tensor names for DINOv2 encoders, and the check of a checkpoint's tensors against its config.
 
 transformers 5 renamed DINOv2's attention weights (`attention.attention.query` -> `attention.q_proj`, ...) and, to
 stay loadable by older versions, `save_pretrained` writes the *old* names while the modules use the new ones. Any
@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from .hub import CheckpointError
 
 
 @functools.cache
@@ -32,4 +39,50 @@ def canonical_key(key: str) -> str:
     return key
 
 
-__all__ = ["canonical_key"]
+def check_checkpoint_matches_config(build_model: Callable[[Any], Any], config: Any, files, source: str) -> None:
+    """Compare the tensors in safetensors headers with those `build_model(config)` creates (on the meta device, no
+    memory): every problem named by task. `build_model` is the model class, or `AutoModel.from_config`."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
+    found: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():
+                    found[canonical_key(key)] = tuple(handle.get_slice(key).get_shape())
+        except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
+            raise CheckpointError(f"{source}: {file.name} is not a readable safetensors file ({err})") from err
+
+    def task_of(key: str) -> str | None:
+        parts = key.split(".")
+        return parts[1] if len(parts) > 2 and parts[0] == "heads" else None
+
+    problems = []
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    for task in config.task_names:
+        if any(task_of(k) == task for k in missing):
+            problems.append(f"task {task!r} is in the config but its head has no weights in the checkpoint")
+    extra_tasks = sorted({task_of(k) for k in unexpected if task_of(k) and task_of(k) not in config.tasks})
+    if extra_tasks:
+        problems.append(f"the checkpoint has head weights for task(s) {extra_tasks} that its config does not declare")
+    partial = sorted({task_of(k) for k in unexpected if task_of(k) in config.tasks})
+    if partial:
+        problems.append(f"head(s) {partial} hold tensors their config does not build (different head type/options?)")
+    encoder_missing = [k for k in missing if task_of(k) is None]
+    if encoder_missing:
+        problems.append(f"encoder weights missing: {encoder_missing[:5]}{' ...' if len(encoder_missing) > 5 else ''}")
+    others = [k for k in unexpected if task_of(k) is None]
+    if others:
+        problems.append(f"unexpected weights: {others[:5]}{' ...' if len(others) > 5 else ''}")
+    mismatched = [k for k in expected if k in found and found[k] != expected[k]]
+    for key in mismatched[:5]:
+        owner = f"task {task_of(key)!r}" if task_of(key) else "encoder"
+        problems.append(
+            f"{owner}: {key} has shape {list(found[key])} in the weights, the config builds {list(expected[key])}"
+        )
+    if problems:
+        raise CheckpointError(f"{source} does not match its config.json: " + "; ".join(problems))
+
+
+__all__ = ["canonical_key", "check_checkpoint_matches_config"]

@@ -232,7 +232,7 @@ def build_qualitative_grid(
     palettes = {t: segmentation_palette(specs[t].num_outputs) for t in tasks if specs[t].is_classification}
     legends = {}
     for task, palette in palettes.items():
-        names = specs[task].class_names or [str(k) for k in range(specs[task].num_outputs)]
+        names = specs[task].label_names()
         legends[task] = [(name, tuple(float(c) for c in palette[k])) for k, name in enumerate(names)]
 
     cells: list[list[np.ndarray]] = []

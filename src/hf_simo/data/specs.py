@@ -1,7 +1,7 @@
 """Task specs of every dataset, and `get_task_specs`, the one public way to read them.
 
 Specs are plain dicts with the fields of `hf_simo.configuration_simo.TaskSpec` (`kind`, `num_outputs`,
-`ignore_index`, `invalid_value`, `loss`, `metric`, `class_names`), so `SimoConfig(tasks=get_task_specs(ds))` works
+`ignore_index`, `invalid_value`, `loss`, `metric`, `id2label`), so `SimoConfig(tasks=get_task_specs(ds))` works
 without this module importing the model code. `loss`/`metric` are only given where the paper departs from the kind's
 default (Taskonomy: every task scored with the absolute error, normals trained with L1).
 
@@ -83,7 +83,7 @@ def _segmentation(class_names: tuple[str, ...]) -> dict[str, Any]:
         "kind": "semantic_segmentation",
         "num_outputs": len(class_names),
         "ignore_index": IGNORE_INDEX,
-        "class_names": list(class_names),
+        "id2label": dict(enumerate(class_names)),
     }
 
 
@@ -163,7 +163,11 @@ def get_task_specs(dataset_or_preset: Any) -> dict[str, dict[str, Any]]:
     for split in splits:
         meta = read_description(split)
         if meta and "task_specs" in meta:
-            return copy.deepcopy(meta["task_specs"])
+            specs = copy.deepcopy(meta["task_specs"])
+            for spec in specs.values():  # JSON turned the class ids of id2label into strings
+                if isinstance(spec.get("id2label"), Mapping):
+                    spec["id2label"] = {int(k): v for k, v in spec["id2label"].items()}
+            return specs
     raise ValueError(
         f"{type(dataset_or_preset).__name__} carries no hf_simo task specs in info.description; build it with "
         "hf_simo.data (load_benchmark, load_nyuv2, load_cityscapes, load_taskonomy) or pass a preset name"

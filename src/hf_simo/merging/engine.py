@@ -43,8 +43,8 @@ from ..cards import write_model_card
 from ..configuration_simo import SimoConfig
 from ..crashpoints import pause_point
 from ..hub import CheckpointError
+from ..image_processing_simo import make_image_processor
 from ..modeling_simo import SimoModel
-from ..processing import make_image_processor
 from ..publishing import push_folder_to_hub
 from .methods import (
     MergeOptionError,

@@ -133,6 +133,7 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     """Merge → re-align on validation → evaluate on test → save; see the module docstring."""
     from ..atomic import atomic_folder, atomic_write_json, atomic_write_text
     from ..cards import write_model_card
+    from ..image_processing_simo import make_image_processor
     from ..pipeline import (
         RealignmentSettings,
         evaluate_batches,
@@ -145,13 +146,14 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     )
     from ..training.args import identity, json_mapping
     from ..training.data import UnknownTaskError, load_data
-    from ..training.finetune import dataset_tag, dataset_task_specs
+    from ..training.finetune import dataset_tag, dataset_task_specs, image_size_of
     from ..training.run import (
         MODEL_DIR,
         RunConflictError,
         check_output_dir,
         claim_output_dir,
         cleanup_checkpoints,
+        push_from_main_process,
         save_atomically,
     )
     from ..training.utils import configure_threads, make_accelerator
@@ -285,8 +287,10 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     table = render_table(rows, baseline="Single-task", metric_names=metric_names, title=f"{dataset_tag(data)} (test)")
     final = output_dir / MODEL_DIR
 
+    processor = make_image_processor(model.config, size=image_size_of(test))  # the data's size, as fine-tuning
+
     def write(folder: Path) -> None:
-        model.save_pretrained(folder, model_card=False)
+        model.save_pretrained(folder, model_card=False, image_processor=processor)
         write_model_card(
             folder,
             model.config,
@@ -311,12 +315,7 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     if not run.keep_checkpoints:
         cleanup_checkpoints(accelerator, output_dir)
     accelerator.print(table)
-    if run.push_to_hub and accelerator.is_main_process:
-        from ..publishing import push_folder_to_hub
-
-        pushed = push_folder_to_hub(final, run.push_to_hub, private=run.hub_private_repo)
-        accelerator.print(f"pushed {final} to {pushed.url}")
-    accelerator.wait_for_everyone()
+    push_from_main_process(accelerator, final, run.push_to_hub, private=run.hub_private_repo)
     return RealignOutcome(model_dir=final, results=results, table=table, record=record, files=files)
 
 

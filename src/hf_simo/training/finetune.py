@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from ..image_processing_simo import make_image_processor
 from ..metrics import MultiTaskMetrics
 from ..modeling_simo import SimoModel, freeze_unused_parameters
-from ..publishing import push_folder_to_hub
 from .args import DataArguments, FinetuneArguments, MTLArguments, RunArguments, as_dict, identity, json_mapping
 from .data import (
     BENCHMARK_PRESETS,
@@ -37,6 +37,7 @@ from .run import (
     claim_output_dir,
     cleanup_checkpoints,
     model_dir,
+    push_from_main_process,
     save_atomically,
     write_summary,
 )
@@ -57,6 +58,12 @@ def dataset_task_specs(data: DataArguments) -> dict[str, dict[str, Any]]:
     if data.dataset in REAL_DATASETS:
         return get_task_specs({"taskonomy_real": "taskonomy_real"}.get(data.dataset, data.dataset))
     return get_task_specs(load_training_data(data.dataset))
+
+
+def image_size_of(dataset) -> tuple[int, int]:
+    """(height, width) of a dataset's images (the first one; the datasets here have one size)."""
+    height, width = dataset[0]["image"].shape[-2:]
+    return int(height), int(width)
 
 
 def dataset_tag(data: DataArguments) -> str:
@@ -190,7 +197,9 @@ def train_simo(
     drift = encoder_drift(initial_encoder, model)
     accelerator.log({"final/eval_loss": final_eval["loss"], "final/tau_ratio": drift["tau_ratio"]})
     finish_tracking(accelerator)
-    save_atomically(accelerator, final, lambda tmp: model.save_pretrained(tmp))
+    # the processor resizes inference images to the training images' size (the heads learnt at that scale)
+    processor = make_image_processor(model.config, size=image_size_of(train))
+    save_atomically(accelerator, final, lambda tmp: model.save_pretrained(tmp, image_processor=processor))
     stage_steps: dict[str, int] = {}
     for record in result.history:
         stage_steps[record["stage"]] = record["stage_step"]
@@ -222,10 +231,7 @@ def train_simo(
 
 
 def _maybe_push(accelerator, folder: Path, run: RunArguments) -> None:
-    if run.push_to_hub and accelerator.is_main_process:
-        result = push_folder_to_hub(folder, run.push_to_hub, private=run.hub_private_repo)
-        accelerator.print(f"pushed {folder} to {result.url}")
-    accelerator.wait_for_everyone()
+    push_from_main_process(accelerator, folder, run.push_to_hub, private=run.hub_private_repo)
 
 
 def run_finetune(args: FinetuneArguments, data: DataArguments, run: RunArguments) -> Path:

@@ -27,7 +27,6 @@ from torch import nn
 from transformers import Dinov2Config, Dinov2Model
 
 from ..processing import normalize_images
-from ..publishing import push_folder_to_hub
 from .args import DataArguments, EncoderArguments, RunArguments, as_dict, identity, parse_args
 from .data import check_splits, load_data
 from .loop import Stage, StepOutput, fit
@@ -36,6 +35,7 @@ from .run import (
     claim_output_dir,
     cleanup_checkpoints,
     model_dir,
+    push_from_main_process,
     save_atomically,
     write_summary,
 )
@@ -233,10 +233,7 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
 
 
 def _maybe_push(accelerator, folder: Path, run: RunArguments) -> None:
-    if run.push_to_hub and accelerator.is_main_process:
-        result = push_folder_to_hub(folder, run.push_to_hub, private=run.hub_private_repo)
-        accelerator.print(f"pushed {folder} to {result.url}")
-    accelerator.wait_for_everyone()
+    push_from_main_process(accelerator, folder, run.push_to_hub, private=run.hub_private_repo)
 
 
 def default_encoder(data: DataArguments, run: RunArguments, config_file: str | os.PathLike | None = None) -> Path:

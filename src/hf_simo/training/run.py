@@ -131,6 +131,24 @@ def save_atomically(accelerator: Accelerator, target: str | os.PathLike, write: 
     return target
 
 
+def push_from_main_process(accelerator: Accelerator, folder: Path, repo_id: str | None, private: bool = False):
+    """Publish `folder` (`hf_simo.publishing.push_folder_to_hub`) from the main process; every process then meets
+    at a barrier before a failure is raised, so the others never wait forever. Returns the `PushResult` (or None)."""
+    from ..publishing import push_folder_to_hub
+
+    result, error = None, None
+    if repo_id and accelerator.is_main_process:
+        try:
+            result = push_folder_to_hub(folder, repo_id, private=private)
+            accelerator.print(f"pushed {folder} to {result.url}")
+        except Exception as err:  # noqa: BLE001 - raised again after the barrier
+            error = err
+    accelerator.wait_for_everyone()
+    if error is not None:
+        raise error
+    return result
+
+
 def cleanup_checkpoints(accelerator: Accelerator, output_dir: str | os.PathLike) -> None:
     if accelerator.is_main_process:
         for name in ("checkpoints", "best"):
