@@ -270,7 +270,11 @@ def test_checkpoint_whose_tasks_do_not_match_config(tmp_path):
         (lambda: [[0.0]], TypeError, "must be a torch.Tensor"),
         (lambda: torch.empty(0, 3, 16, 16), ValueError, r"empty batch \(0 images"),
         # the processor refuses an empty image list itself, before the model sees it
-        (lambda: make_image_processor()(images=[], return_tensors="pt")["pixel_values"], ValueError, "no images given"),
+        (
+            lambda: make_image_processor()(images=[], return_tensors="pt")["pixel_values"],
+            ValueError,
+            "no images given",
+        ),
     ],
 )
 def test_bad_pixel_values(simo_model, make_input, error, fragment):
