@@ -21,74 +21,13 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .atomic import atomic_folder, atomic_write_json
-
-
-def _arg(default: Any, help: str) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
-@dataclass
-class DemoArguments:
-    """The demo's settings; the defaults finish in under 15 minutes on 2 CPU cores from scratch."""
-
-    output_dir: str = _arg("hf_simo_demo", "Where every model, table, plot and card is written.")
-    dataset: str = _arg("nyuv2", "Embedded benchmark preset: nyuv2 (3 tasks) or taskonomy (5 tasks).")
-    image_size: int = _arg(64, "Image side in pixels.")
-    train_samples: int = _arg(2000, "Training samples (single-task and MTL training).")
-    validation_samples: int = _arg(200, "Validation samples: α search and re-alignment see only these.")
-    test_samples: int = _arg(500, "Test samples: every reported number.")
-    stage1_epochs: int = _arg(2, "Head probing (stage 1) epochs of single-task and MTL training.")
-    finetune_epochs: int = _arg(
-        3,
-        "Single-task stage-2 epochs (early-stopped). The short default fits the 15-minute budget; it stops before "
-        "the validation loss plateaus (benchmarks/realign_results.py --converged trains as the paper does).",
-    )
-    mtl_epochs: int = _arg(9, "MTL stage-2 epochs: by default the three single-task runs' together.")
-    patience: int = _arg(3, "Early-stopping patience (epochs) of stage 2.")
-    methods: list[str] = _arg(["task_arithmetic", "ties"], "Merging methods.")
-    ties_density: float = _arg(0.2, "TIES: fraction of each task vector kept.")
-    alpha_grid: list[float] = _arg([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0], "α values searched on validation.")
-    realign_epochs: int = _arg(30, "Representation re-alignment: maximum epochs.")
-    realign_learning_rate: float = _arg(1e-3, "Representation re-alignment learning rate.")
-    head_epochs: int = _arg(50, "Head re-alignment: maximum epochs.")
-    rank: int = _arg(16, "Adapter rank.")
-    relationship_lambdas: list[float] = _arg([0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5], "λ grid of the sweeps.")
-    coefficient_steps: int = _arg(60, "Steps of per-layer coefficient learning (Figure 2).")
-    qualitative_samples: int = _arg(4, "Test images in the qualitative grid.")
-    seed: int = _arg(0, "Seed of everything.")
-    num_threads: int | None = _arg(None, "Torch CPU threads (default: all cores).")
-    disable_progress_bar: bool = _arg(False, "No progress bars.")
-
-    def __post_init__(self) -> None:
-        from .training.args import require_positive
-
-        require_positive(
-            self,
-            "image_size",
-            "train_samples",
-            "validation_samples",
-            "test_samples",
-            "stage1_epochs",
-            "finetune_epochs",
-            "mtl_epochs",
-            "patience",
-            "realign_epochs",
-            "head_epochs",
-            "rank",
-            "coefficient_steps",
-            "qualitative_samples",
-        )
-        require_positive(self, "num_threads", optional=True)
-        require_positive(self, "realign_learning_rate", integer=False)
+from ..atomic import atomic_folder, atomic_write_json
+from .arguments import DemoArguments
 
 
 def _key(data: Any) -> str:
@@ -105,27 +44,27 @@ def _say(message: str) -> None:
 
 def run_demo(args: DemoArguments) -> dict[str, Any]:
     """Run (or resume) the demo; returns the results, the table and the files written."""
-    from .analysis import describe_relationships, relationship_matrix, sweep_task_vectors
-    from .analysis.coefficients import encoder_state, learn_layer_coefficients
-    from .analysis.plots import plot_layer_coefficients, plot_relationship_matrix, plot_relationships
-    from .analysis.qualitative import build_qualitative_grid, collect_predictions, plot_qualitative
-    from .cards import write_model_card
-    from .metrics import render_table
-    from .modeling_simo import SimoModel
-    from .pipeline import (
-        RealignmentSettings,
-        evaluate_batches,
-        merge_sources,
-        primary_values,
-        realign,
-        relationship_inputs,
-        simo_batches,
+    from ..analysis import describe_relationships, relationship_inputs, relationship_matrix, sweep_task_vectors
+    from ..analysis.coefficients import encoder_state, learn_layer_coefficients
+    from ..analysis.plots import plot_layer_coefficients, plot_relationship_matrix, plot_relationships
+    from ..analysis.qualitative import build_qualitative_grid, collect_predictions, plot_qualitative
+    from ..cards import write_model_card
+    from ..data import DataArguments, load_data
+    from ..evaluation import evaluate, primary_values, simo_batches
+    from ..merging import search_and_merge
+    from ..metrics import render_table
+    from ..modeling_simo import SimoModel
+    from ..realign import RealignmentSettings, realign
+    from ..training import (
+        FinetuneArguments,
+        MTLArguments,
+        RunArguments,
+        configure_threads,
+        dataset_task_specs,
+        read_summary,
+        run_finetune,
+        run_mtl,
     )
-    from .training.args import DataArguments, FinetuneArguments, MTLArguments, RunArguments
-    from .training.data import load_data
-    from .training.finetune import dataset_task_specs, run_finetune, run_mtl
-    from .training.run import read_summary
-    from .training.utils import configure_threads
 
     started = time.perf_counter()
     out = Path(args.output_dir)
@@ -175,16 +114,16 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     results: dict[str, dict[str, dict[str, float]]] = {}
     costs: dict[str, dict[str, Any]] = {}
     singles = {t: SimoModel.from_pretrained(sources[t]).eval() for t in tasks}
-    results["Single-task"] = {t: evaluate_batches(singles[t], test, [t])[t] for t in tasks}
+    results["Single-task"] = {t: evaluate(singles[t], test, [t])[t] for t in tasks}
     summaries = {t: read_summary(out / f"finetune-{t}") or {} for t in tasks}
     costs["Single-task"] = {
         "steps": sum(sum((s.get("stage_steps") or {}).values()) for s in summaries.values()),
         "trained params": _params(sum(p.numel() for m in singles.values() for p in m.parameters())),
         "samples": f"{args.train_samples} (train)",
     }
-    val_baselines = {t: primary_values(singles[t], evaluate_batches(singles[t], validation, [t]))[t] for t in tasks}
+    val_baselines = {t: primary_values(singles[t], evaluate(singles[t], validation, [t]))[t] for t in tasks}
     mtl = SimoModel.from_pretrained(mtl_dir).eval()
-    results["MTL"] = evaluate_batches(mtl, test)
+    results["MTL"] = evaluate(mtl, test)
     mtl_summary = read_summary(out / "mtl") or {}
     costs["MTL"] = {
         "steps": sum((mtl_summary.get("stage_steps") or {}).values()),
@@ -208,7 +147,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
             alpha = cached["alpha"]
         else:
             _say(f"merging with {method} (α tuned on validation)")
-            outcome = merge_sources(
+            outcome = search_and_merge(
                 sources,
                 method=method,
                 options=options,
@@ -225,7 +164,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
             if outcome.search_table:
                 (model_dir / "alpha_search.md").write_text(outcome.search_table)
         if cached is None:
-            results[label] = evaluate_batches(merged, test)
+            results[label] = evaluate(merged, test)
             _save_stage(model_dir, merged, settings_key, {"alpha": alpha, "results": results[label]}, args.dataset)
         else:
             results[label] = cached["results"]
@@ -258,7 +197,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
                     progress=progress,
                 )
                 model.config.realignment = {**record.to_dict(), "dataset": args.dataset, "split": "validation"}
-                results[row] = evaluate_batches(model.eval(), test)
+                results[row] = evaluate(model.eval(), test)
                 cost = {
                     "steps": record.steps,
                     "trained params": _params(record.trainable_parameters),
@@ -394,15 +333,4 @@ def _save_stage(folder: Path, model, key: str, record: dict, dataset: str) -> No
     _atomic_json(folder / "stage.json", {"key": key, **record})
 
 
-def demo_main(argv=None) -> dict[str, Any]:
-    """`hf-simo demo [--output_dir DIR] [...]` (or one YAML file of `DemoArguments`)."""
-    from .training.args import parse_args
-
-    try:
-        (args,) = parse_args([DemoArguments], argv)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {' '.join(str(err).split())}") from err
-    return run_demo(args)
-
-
-__all__ = ["DemoArguments", "demo_main", "run_demo"]
+__all__ = ["run_demo"]

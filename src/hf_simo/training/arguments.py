@@ -1,67 +1,21 @@
-"""Dataclass arguments of the training recipes, parsed by `HfArgumentParser` from the command line or a YAML file.
+"""Dataclass arguments of the training recipes (`hf_simo.cli.finetune`, `train_mtl`, `pretrain_encoder`, and the
+run settings of `realign`), parsed by `hf_simo.cli.parser.SimoArgumentParser` from the command line and YAML files.
 
 Fields in `OPERATIONAL_FIELDS` (output folder, logging, checkpoint frequency, threads, the
 simulated interruption, Hub upload) do not change what a run computes; every other field does, and is compared with
 the `run_args.json` of an existing output folder to tell "the same run, resume it" from "another run, refuse".
+The dataset options are `hf_simo.data.arguments.DataArguments`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
-import math
 import os
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from transformers import HfArgumentParser
-
-
-def _op(default: Any, help: str) -> Any:
-    """A field that does not change the result of a run (listed in `OPERATIONAL_FIELDS`)."""
-    return field(default=default, metadata={"help": help})
-
-
-def _arg(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
-
-
-def require_positive(instance: Any, *names: str, optional: bool = False, integer: bool = True) -> None:
-    """`ValueError` naming the option (`--name`) when a field is not a positive integer (or number); with
-    `optional`, None is allowed. Called from `__post_init__`, so bad values fail at argument parsing."""
-    for name in names:
-        value = getattr(instance, name)
-        if value is None and optional:
-            continue
-        kind = int if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kind) or not value > 0 or not math.isfinite(value):
-            what = "a positive integer" if integer else "a positive number"
-            raise ValueError(f"--{name} must be {what}{' (or unset)' if optional else ''}, got {value!r}")
-
-
-def require_non_negative(instance: Any, *names: str, integer: bool = True) -> None:
-    """`ValueError` naming the option when a field is not an integer (or number) >= 0."""
-    for name in names:
-        value = getattr(instance, name)
-        kind = int if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kind) or not 0 <= value < math.inf:
-            raise ValueError(f"--{name} must be {'an integer' if integer else 'a number'} >= 0, got {value!r}")
-
-
-def require_range(instance: Any, name: str, low: float, high: float, *, high_open: bool = True) -> None:
-    """`ValueError` naming the option when a number is outside [low, high) (or [low, high])."""
-    value = getattr(instance, name)
-    inside = (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and low <= value
-        and (value < high if high_open else value <= high)
-    )
-    if not inside:
-        raise ValueError(f"--{name} must be in [{low:g}, {high:g}{')' if high_open else ']'}, got {value!r}")
+from ..utils.fields import json_mapping, option, require_non_negative, require_positive, require_range
 
 
 _MODEL_HELP = (
@@ -75,58 +29,34 @@ _HEAD_OPTIONS_HELP = (
 
 
 @dataclass
-class DataArguments:
-    """Which dataset, and how much of it."""
-
-    dataset: str = _arg(
-        "nyuv2",
-        "Embedded benchmark preset (nyuv2, taskonomy), a real dataset (nyuv2_real, cityscapes, taskonomy_real; needs "
-        "--dataset_path) or a folder saved with DatasetDict.save_to_disk by hf_simo.data.",
-    )
-    dataset_path: str | None = _arg(None, "Root folder of a real dataset.")
-    image_size: int = _arg(64, "Image side of the embedded benchmark, in pixels.")
-    train_samples: int = _arg(2000, "Training samples of the embedded benchmark.")
-    validation_samples: int = _arg(200, "Validation samples of the embedded benchmark.")
-    data_seed: int = _arg(0, "Seed of the embedded benchmark (and of real datasets' validation/test carving).")
-    max_train_samples: int | None = _arg(None, "Use only the first N training samples (quick runs).")
-    max_eval_samples: int | None = _arg(None, "Use only the first N validation samples (quick runs).")
-    augment: bool = _arg(True, "Random scale-crop augmentation (batched, on the device).")
-    dataset_cache_dir: str | None = _op(None, "Where the embedded benchmark is cached (default $HF_HOME/hf_simo).")
-
-    def __post_init__(self) -> None:
-        require_positive(self, "image_size", "train_samples", "validation_samples")
-        require_positive(self, "max_train_samples", "max_eval_samples", optional=True)
-
-
-@dataclass
 class RunArguments:
     """How a run executes: output folder, batch sizes, precision, checkpoints, logging, Hub upload."""
 
-    output_dir: str | None = _op(None, "Output folder (default: outputs/<recipe>-<dataset>-<task>).")
-    overwrite_output_dir: bool = _op(False, "Replace an output folder that holds a different run.")
-    seed: int = _arg(0, "Seed of model initialisation, shuffling and augmentation.")
-    per_device_train_batch_size: int = _arg(16, "Training batch size per process (the paper uses 16 on NYUv2).")
-    per_device_eval_batch_size: int = _arg(64, "Evaluation batch size per process.")
-    gradient_accumulation_steps: int = _arg(1, "Batches accumulated per optimizer step.")
-    mixed_precision: str = _arg("no", "no, fp16 (GPU) or bf16.")
-    max_grad_norm: float = _arg(25.0, "Gradient clipping (the paper's 25).")
-    weight_decay: float = _arg(0.01, "AdamW weight decay (not applied to biases, norms and tokens).")
-    warmup_ratio: float = _arg(0.05, "One-cycle warm-up fraction (the paper's 5%%).")
-    early_stopping_min_delta: float = _arg(0.0, "Minimum validation-loss improvement that resets the patience.")
-    eval_steps: int | None = _arg(None, "Also evaluate every N optimizer steps (default: at each epoch end).")
-    checkpointing_steps: int | None = _op(100, "Save a checkpoint every N optimizer steps (and at each stage end).")
-    checkpoints_total_limit: int = _op(2, "Checkpoints kept.")
-    keep_checkpoints: bool = _op(False, "Keep the checkpoints once the final model is saved.")
-    logging_steps: int = _op(10, "Log the training loss every N optimizer steps.")
-    log_with: str = _op("jsonl", "Trackers: jsonl, tensorboard, all, none, or a comma-separated list.")
-    stop_after_steps: int | None = _op(
+    output_dir: str | None = option(None, "Output folder (default: outputs/<recipe>-<dataset>-<task>).")
+    overwrite_output_dir: bool = option(False, "Replace an output folder that holds a different run.")
+    seed: int = option(0, "Seed of model initialisation, shuffling and augmentation.")
+    per_device_train_batch_size: int = option(16, "Training batch size per process (the paper uses 16 on NYUv2).")
+    per_device_eval_batch_size: int = option(64, "Evaluation batch size per process.")
+    gradient_accumulation_steps: int = option(1, "Batches accumulated per optimizer step.")
+    mixed_precision: str = option("no", "no, fp16 (GPU) or bf16.")
+    max_grad_norm: float = option(25.0, "Gradient clipping (the paper's 25).")
+    weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases, norms and tokens).")
+    warmup_ratio: float = option(0.05, "One-cycle warm-up fraction (the paper's 5%%).")
+    early_stopping_min_delta: float = option(0.0, "Minimum validation-loss improvement that resets the patience.")
+    eval_steps: int | None = option(None, "Also evaluate every N optimizer steps (default: at each epoch end).")
+    checkpointing_steps: int | None = option(100, "Save a checkpoint every N optimizer steps (and at each stage end).")
+    checkpoints_total_limit: int = option(2, "Checkpoints kept.")
+    keep_checkpoints: bool = option(False, "Keep the checkpoints once the final model is saved.")
+    logging_steps: int = option(10, "Log the training loss every N optimizer steps.")
+    log_with: str = option("jsonl", "Trackers: jsonl, tensorboard, all, none, or a comma-separated list.")
+    stop_after_steps: int | None = option(
         None, "Stop after N optimizer steps as if interrupted (a checkpoint is saved; run again to resume)."
     )
-    num_threads: int | None = _op(None, "Torch CPU threads per process (default: cores / processes).")
-    dataloader_num_workers: int = _op(0, "DataLoader worker processes.")
-    disable_progress_bar: bool = _op(False, "No progress bars.")
-    push_to_hub: str | None = _op(None, "Upload the final model to this Hub repo id (org/name).")
-    hub_private_repo: bool = _op(False, "Create the Hub repo as private.")
+    num_threads: int | None = option(None, "Torch CPU threads per process (default: cores / processes).")
+    dataloader_num_workers: int = option(0, "DataLoader worker processes.")
+    disable_progress_bar: bool = option(False, "No progress bars.")
+    push_to_hub: str | None = option(None, "Upload the final model to this Hub repo id (org/name).")
+    hub_private_repo: bool = option(False, "Create the Hub repo as private.")
 
     def __post_init__(self) -> None:
         require_positive(
@@ -165,17 +95,17 @@ class RunArguments:
 class EncoderArguments:
     """The small DINOv2 trained from scratch with masked image modelling (SimMIM) on the benchmark images."""
 
-    hidden_size: int = _arg(128, "Encoder width.")
-    num_hidden_layers: int = _arg(4, "Encoder depth (blocks).")
-    num_attention_heads: int = _arg(4, "Attention heads.")
-    mlp_ratio: int = _arg(4, "MLP width / hidden size.")
-    patch_size: int = _arg(8, "Patch size in pixels.")
-    mask_ratio: float = _arg(0.5, "Fraction of the mask blocks hidden from the encoder.")
-    mask_patch_size: int = _arg(16, "Side of a mask block in pixels (a multiple of the patch size).")
-    norm_pix_loss: bool = _arg(True, "Regress per-patch normalised pixels (MAE's norm-pix target).")
-    num_epochs: int = _arg(6, "Pre-training epochs.")
-    learning_rate: float = _arg(2e-3, "Peak learning rate.")
-    batch_size: int = _arg(64, "Pre-training batch size per process.")
+    hidden_size: int = option(128, "Encoder width.")
+    num_hidden_layers: int = option(4, "Encoder depth (blocks).")
+    num_attention_heads: int = option(4, "Attention heads.")
+    mlp_ratio: int = option(4, "MLP width / hidden size.")
+    patch_size: int = option(8, "Patch size in pixels.")
+    mask_ratio: float = option(0.5, "Fraction of the mask blocks hidden from the encoder.")
+    mask_patch_size: int = option(16, "Side of a mask block in pixels (a multiple of the patch size).")
+    norm_pix_loss: bool = option(True, "Regress per-patch normalised pixels (MAE's norm-pix target).")
+    num_epochs: int = option(6, "Pre-training epochs.")
+    learning_rate: float = option(2e-3, "Peak learning rate.")
+    batch_size: int = option(64, "Pre-training batch size per process.")
 
     def __post_init__(self) -> None:
         require_positive(
@@ -197,20 +127,20 @@ class EncoderArguments:
 class FinetuneArguments:
     """Two-stage fine-tuning (paper section 3): heads on a frozen encoder, then everything."""
 
-    model_name_or_path: str | None = _arg(None, _MODEL_HELP)
-    model_revision: str | None = _arg(None, "Revision (branch, tag or commit) of a Hub encoder.")
-    encoder_config: str | None = _arg(
+    model_name_or_path: str | None = option(None, _MODEL_HELP)
+    model_revision: str | None = option(None, "Revision (branch, tag or commit) of a Hub encoder.")
+    encoder_config: str | None = option(
         None, "YAML file of EncoderArguments for the default encoder (used when model_name_or_path is not given)."
     )
-    task: str | None = _arg(None, "Task to fine-tune (default: the dataset's first task).")
-    head: str = _arg("linear", "Head type: linear (DINOv2 linear head) or dpt.")
-    head_options: str | None = _arg(None, _HEAD_OPTIONS_HELP)
-    stage1_epochs: int = _arg(2, "Stage 1 (heads only, encoder frozen): maximum epochs.")
-    stage1_learning_rate: float = _arg(1e-2, "Stage 1 peak learning rate.")
-    stage1_patience: int | None = _arg(2, "Stage 1 early-stopping patience (evaluations).")
-    stage2_epochs: int = _arg(3, "Stage 2 (encoder + head): maximum epochs.")
-    stage2_learning_rate: float = _arg(2e-3, "Stage 2 peak learning rate.")
-    stage2_patience: int | None = _arg(3, "Stage 2 early-stopping patience (evaluations).")
+    task: str | None = option(None, "Task to fine-tune (default: the dataset's first task).")
+    head: str = option("linear", "Head type: linear (DINOv2 linear head) or dpt.")
+    head_options: str | None = option(None, _HEAD_OPTIONS_HELP)
+    stage1_epochs: int = option(2, "Stage 1 (heads only, encoder frozen): maximum epochs.")
+    stage1_learning_rate: float = option(1e-2, "Stage 1 peak learning rate.")
+    stage1_patience: int | None = option(2, "Stage 1 early-stopping patience (evaluations).")
+    stage2_epochs: int = option(3, "Stage 2 (encoder + head): maximum epochs.")
+    stage2_learning_rate: float = option(2e-3, "Stage 2 peak learning rate.")
+    stage2_patience: int | None = option(3, "Stage 2 early-stopping patience (evaluations).")
 
     def __post_init__(self) -> None:
         _check_stages(self)
@@ -220,24 +150,24 @@ class FinetuneArguments:
 class MTLArguments:
     """Joint multi-task training: shared encoder, every head, unweighted mean of the task losses (two stages)."""
 
-    model_name_or_path: str | None = _arg(None, _MODEL_HELP)
-    model_revision: str | None = _arg(None, "Revision (branch, tag or commit) of a Hub encoder.")
-    encoder_config: str | None = _arg(
+    model_name_or_path: str | None = option(None, _MODEL_HELP)
+    model_revision: str | None = option(None, "Revision (branch, tag or commit) of a Hub encoder.")
+    encoder_config: str | None = option(
         None, "YAML file of EncoderArguments for the default encoder (used when model_name_or_path is not given)."
     )
-    tasks: list[str] | None = _arg(None, "Tasks to train jointly (default: all of the dataset's tasks).")
-    head: str = _arg("linear", "Head type of every task: linear or dpt.")
-    head_options: str | None = _arg(None, _HEAD_OPTIONS_HELP)
-    stage1_epochs: int = _arg(2, "Stage 1 (heads only, encoder frozen): maximum epochs.")
-    stage1_learning_rate: float = _arg(1e-2, "Stage 1 peak learning rate.")
-    stage1_patience: int | None = _arg(2, "Stage 1 early-stopping patience (evaluations).")
-    stage2_epochs: int = _arg(
+    tasks: list[str] | None = option(None, "Tasks to train jointly (default: all of the dataset's tasks).")
+    head: str = option("linear", "Head type of every task: linear or dpt.")
+    head_options: str | None = option(None, _HEAD_OPTIONS_HELP)
+    stage1_epochs: int = option(2, "Stage 1 (heads only, encoder frozen): maximum epochs.")
+    stage1_learning_rate: float = option(1e-2, "Stage 1 peak learning rate.")
+    stage1_patience: int | None = option(2, "Stage 1 early-stopping patience (evaluations).")
+    stage2_epochs: int = option(
         9,
         "Stage 2 (encoder + heads): maximum epochs. Default: the three single-task runs' stage 2 together (3 × 3), "
         "so MTL gets the same training compute as the models it is compared with (the paper gives it 4×: 200 vs 50).",
     )
-    stage2_learning_rate: float = _arg(2e-3, "Stage 2 peak learning rate.")
-    stage2_patience: int | None = _arg(3, "Stage 2 early-stopping patience (evaluations).")
+    stage2_learning_rate: float = option(2e-3, "Stage 2 peak learning rate.")
+    stage2_patience: int | None = option(3, "Stage 2 early-stopping patience (evaluations).")
 
     def __post_init__(self) -> None:
         _check_stages(self)
@@ -269,56 +199,22 @@ OPERATIONAL_FIELDS = frozenset(
 )
 
 
-def json_mapping(value: str | dict[str, Any] | None, name: str) -> dict[str, Any]:
-    """An option given as JSON on the command line (`'{"density": 0.2}'`) or as a mapping in a YAML file."""
-    from ..configuration_simo import TaskSpecError
-
-    if value is None or value == "":
-        return {}
-    if isinstance(value, dict):
-        return dict(value)
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as err:
-        raise TaskSpecError(f"{name} must be a JSON object, got {value!r} ({err.msg})") from err
-    if not isinstance(parsed, dict):
-        raise TaskSpecError(f"{name} must be a JSON object, got {value!r}")
-    return parsed
+# `DataArguments` fields a training recipe cannot use (it builds no test split): its command refuses a value other than
+# the default (`hf_simo.cli.finetune`, ...), and they stay out of its identity, so adding them changed no run folder.
+UNUSED_BY_TRAINING = frozenset({"test_samples"})
 
 
-def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
-    """Parse `argv` (default `sys.argv[1:]`) into instances of `dataclass_types`.
+def identity(*instances: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The fields that define what a run computes (see the module docstring), merged over `instances`.
 
-    A single argument ending in `.yaml`/`.yml` is read with `HfArgumentParser.parse_yaml_file` (unknown keys are an
-    error, so a typo in a config file does not silently fall back to a default).
+    `exclude`: fields the run cannot use (its command refuses any value but the default, e.g. ``test_samples`` of
+    a training recipe), left out so they do not change the run's identity.
     """
-    parser = HfArgumentParser(tuple(dataclass_types))
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        path = os.path.abspath(argv[0])
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"config file {argv[0]} does not exist")
-        return tuple(parser.parse_yaml_file(path, allow_extra_keys=False))
-    *parsed, remaining = parser.parse_args_into_dataclasses(
-        args=argv, look_for_args_file=False, return_remaining_strings=True
-    )
-    if remaining:  # a usage error (exit code 2), with the closest known option when there is one
-        known = [option for action in parser._actions for option in action.option_strings]
-        hints = [
-            f"{word} (did you mean {close[0]}?)"
-            for word in remaining
-            if word.startswith("-") and (close := difflib.get_close_matches(word.split("=")[0], known, n=1))
-        ]
-        parser.error(f"unrecognized arguments: {' '.join(hints or remaining)}")
-    return tuple(parsed)
-
-
-def identity(*instances: Any) -> dict[str, Any]:
-    """The fields that define what a run computes (see the module docstring), merged over `instances`."""
+    skip = OPERATIONAL_FIELDS | set(exclude)
     out: dict[str, Any] = {}
     for instance in instances:
         for f in dataclasses.fields(instance):
-            if f.name not in OPERATIONAL_FIELDS:
+            if f.name not in skip:
                 out[f.name] = getattr(instance, f.name)
     return out
 
@@ -331,16 +227,13 @@ def as_dict(*instances: Any) -> dict[str, Any]:
 
 
 __all__ = [
-    "DataArguments",
     "EncoderArguments",
     "FinetuneArguments",
     "MTLArguments",
     "OPERATIONAL_FIELDS",
     "RunArguments",
+    "UNUSED_BY_TRAINING",
     "as_dict",
     "identity",
-    "parse_args",
-    "require_non_negative",
-    "require_positive",
-    "require_range",
+    "json_mapping",
 ]

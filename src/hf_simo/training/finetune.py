@@ -15,21 +15,30 @@ from typing import Any
 
 import torch
 
-from ..image_processing_simo import make_image_processor
-from ..metrics import MultiTaskMetrics
-from ..modeling_simo import SimoModel, freeze_unused_parameters
-from .args import DataArguments, FinetuneArguments, MTLArguments, RunArguments, as_dict, identity, json_mapping
-from .data import (
+from ..data import (
     BENCHMARK_PRESETS,
     REAL_DATASETS,
+    DataArguments,
     check_splits,
     load_data,
     load_training_data,
     make_augmentation,
-    make_simo_loss_fn,
     select_tasks,
     task_columns,
 )
+from ..image_processing_simo import make_image_processor
+from ..metrics import MultiTaskMetrics
+from ..modeling_simo import SimoModel, freeze_unused_parameters
+from .arguments import (
+    UNUSED_BY_TRAINING,
+    FinetuneArguments,
+    MTLArguments,
+    RunArguments,
+    as_dict,
+    identity,
+    json_mapping,
+)
+from .data import make_simo_loss_fn
 from .loop import Stage, evaluate, fit, make_eval_loader
 from .pretrain import default_encoder
 from .run import (
@@ -67,7 +76,7 @@ def image_size_of(dataset) -> tuple[int, int]:
 
 
 def dataset_tag(data: DataArguments) -> str:
-    return data.dataset if data.dataset in BENCHMARK_PRESETS + REAL_DATASETS else Path(data.dataset).name
+    return data.dataset if data.dataset in (*BENCHMARK_PRESETS, *REAL_DATASETS) else Path(data.dataset).name
 
 
 def encoder_drift(initial: dict[str, torch.Tensor], model: SimoModel) -> dict[str, float]:
@@ -133,7 +142,11 @@ def train_simo(
         log_with=run.log_with,
         run_name=recipe,
     )
-    run_args = {"recipe": recipe, "resolved_tasks": task_names, **identity(args, data, run)}
+    run_args = {
+        "recipe": recipe,
+        "resolved_tasks": task_names,
+        **identity(args, data, run, exclude=UNUSED_BY_TRAINING),
+    }
     status = check_output_dir(accelerator, output_dir, run_args, run.overwrite_output_dir)
     final = model_dir(output_dir)
     if status == "complete":

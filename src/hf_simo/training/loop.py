@@ -47,16 +47,13 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from tqdm.auto import tqdm
 
 from ..crashpoints import pause_point
+from ..errors import TrainingError
 
 
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"
 TRAINER_STATE_NAME = "trainer_state.json"
 _TMP_PREFIX = ".tmp-"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot run as configured; the message says what to change."""
 
 
 @dataclass

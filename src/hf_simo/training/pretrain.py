@@ -26,9 +26,10 @@ import torch
 from torch import nn
 from transformers import Dinov2Config, Dinov2Model
 
+from ..data import DataArguments, check_splits, load_data
 from ..processing import normalize_images
-from .args import DataArguments, EncoderArguments, RunArguments, as_dict, identity, parse_args
-from .data import check_splits, load_data
+from ..utils.fields import dataclass_from_yaml
+from .arguments import UNUSED_BY_TRAINING, EncoderArguments, RunArguments, as_dict, identity
 from .loop import Stage, StepOutput, fit
 from .run import (
     check_output_dir,
@@ -134,9 +135,9 @@ def _digest(data: dict[str, Any]) -> str:
 
 def encoder_cache_dir(encoder: EncoderArguments, data: DataArguments, seed: int) -> Path:
     """`$HF_HOME/hf_simo/encoders/<key>`: the key hashes every argument that changes the encoder."""
-    from ..data._common import default_cache_root
+    from ..data import default_cache_root
 
-    key = identity(encoder, data) | {"seed": seed}
+    key = identity(encoder, data, exclude=UNUSED_BY_TRAINING) | {"seed": seed}
     tag = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(data.dataset).name) or "dataset"
     name = f"{tag}-h{encoder.hidden_size}-l{encoder.num_hidden_layers}-p{encoder.patch_size}-{_digest(key)}"
     return default_cache_root() / "encoders" / name
@@ -154,7 +155,7 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
         log_with=run.log_with,
         run_name="pretrain_encoder",
     )
-    run_args = {"recipe": "pretrain_encoder", **identity(encoder, data, run)}
+    run_args = {"recipe": "pretrain_encoder", **identity(encoder, data, run, exclude=UNUSED_BY_TRAINING)}
     status = check_output_dir(accelerator, output_dir, run_args, run.overwrite_output_dir)
     final = model_dir(output_dir)
     if status == "complete":
@@ -243,7 +244,7 @@ def default_encoder(data: DataArguments, run: RunArguments, config_file: str | o
     """
     encoder = EncoderArguments()
     if config_file is not None:
-        (encoder,) = parse_args([EncoderArguments], [str(config_file)])
+        encoder = dataclass_from_yaml(EncoderArguments, config_file)
     pretrain_run = RunArguments(
         seed=run.seed,
         mixed_precision=run.mixed_precision,

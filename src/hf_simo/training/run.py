@@ -27,16 +27,13 @@ from typing import Any
 from accelerate import Accelerator
 
 from ..atomic import atomic_folder, atomic_write_json
+from ..errors import RunConflictError
 
 
 RUN_ARGS_NAME = "run_args.json"
 MODEL_DIR = "model"
 SUMMARY_NAME = "training_summary.json"
 _OWNED = (RUN_ARGS_NAME, "checkpoints", "best", "logs", MODEL_DIR, SUMMARY_NAME)
-
-
-class RunConflictError(RuntimeError):
-    """The output folder holds another run."""
 
 
 def _normalise(value: Any) -> Any:
