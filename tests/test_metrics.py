@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
-from conftest import tiny_config
+from helpers.tiny import tiny_config
 from hf_simo.metrics import (
     EVALUATE_MODULE_PATH,
     MultiTaskMetrics,
