@@ -134,3 +134,13 @@ def test_option_errors_at_parsing_are_one_line(capsys):
     assert command.exit_code(["--size", "0"]) == 1
     assert capsys.readouterr().err == "hf-simo sized: error: --size must be a positive integer, got 0\n"
     assert command.exit_code(["--size", "3"]) == 0
+
+
+def test_debug_in_the_config_file_shows_the_traceback_too(tmp_path):
+    def fails(args):
+        raise E.DataError("no such split")
+
+    config = tmp_path / "c.yaml"
+    config.write_text("debug: true\n")
+    with pytest.raises(E.DataError, match="no such split"):
+        _command(fails).exit_code(["--config", str(config)])

@@ -66,10 +66,11 @@ def test_config_then_command_line_overrides(tmp_path):
     assert settings.alphas == [0.2]
 
 
-def test_a_sole_yaml_argument_is_the_config(tmp_path):
+def test_a_yaml_first_argument_is_the_config(tmp_path):
     config = write_yaml(tmp_path, {"learning_rate": 0.01})
     assert parser().parse([str(config)]) == parser().parse(["--config", str(config)])
     assert parse_args([Sources, Settings], [str(config)])[1].learning_rate == 0.01
+    assert parser().parse([str(config), "--learning_rate", "0.5"])[1].learning_rate == 0.5  # then overrides
 
 
 def test_lists_take_several_values_repeat_and_replace_the_yaml_list(tmp_path):

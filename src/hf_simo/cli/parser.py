@@ -4,7 +4,7 @@ A `transformers.HfArgumentParser` (one ``--name`` per dataclass field, plus ``--
 `TrlParser` adds and what hf_simo's verbs need:
 
 - ``--config x.yaml``: the file's keys are fields (an unknown key is an `OptionError` naming the closest field), its
-  values become the defaults, and the command line is parsed *over* them. The legacy form, a sole ``x.yaml``
+  values become the defaults, and the command line is parsed *over* them. The legacy form, ``x.yaml`` as the first
   argument, reads as ``--config x.yaml`` (verbs without positionals).
 - List fields take one or more values and may be repeated: ``--task_checkpoints a b`` and
   ``--task_checkpoints a --task_checkpoints b`` are the same list, and a list on the command line replaces the
@@ -129,8 +129,8 @@ class SimoArgumentParser(HfArgumentParser):
     def parse(self, argv: Sequence[str] | None = None) -> tuple[Any, ...]:
         """The dataclass instances for `argv` (default `sys.argv[1:]`): YAML defaults, then the command line."""
         argv = list(sys.argv[1:] if argv is None else argv)
-        if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")) and not self.positional:
-            argv = ["--config", argv[0]]  # the legacy form `recipe.py x.yaml`
+        if argv and argv[0].endswith((".yaml", ".yml")) and not self.positional:
+            argv = ["--config", *argv]  # the legacy form `recipe.py x.yaml` (options after it override it)
         self._refuse_renamed(argv)
         config_path = self._config_path(argv)
         saved = [(action, action.default, action.required) for action in self._actions]

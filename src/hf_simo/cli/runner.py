@@ -85,8 +85,9 @@ class Command:
         common = next(p for p in parsed if isinstance(p, CommonArguments))
         return tuple(p for p in parsed if not isinstance(p, CommonArguments)), common
 
-    def _call(self, argv: Sequence[str] | None) -> Any:
+    def _call(self, argv: Sequence[str] | None, state: dict[str, bool]) -> Any:
         parsed, common = self.parse(argv)
+        state["debug"] = common.debug  # also from --config
         with common.applied():
             try:
                 return self.run(*parsed)
@@ -99,26 +100,26 @@ class Command:
     def main(self, argv: Sequence[str] | None = None) -> Any:
         """Run as a recipe: the job's result; a `SimoError` exits with ``error: <one line>`` (status 1) unless
         ``--debug``."""
-        debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+        state = {"debug": "--debug" in (sys.argv[1:] if argv is None else argv)}  # before parsing succeeds
         try:
-            return self._call(argv)
+            return self._call(argv, state)
         except SimoError as err:
-            if debug:
+            if state["debug"]:
                 raise
             raise SystemExit(f"error: {one_line(err)}") from err
 
     def exit_code(self, argv: Sequence[str] | None = None) -> int:
         """Run as ``hf-simo <verb>``: 0, 1 (a `SimoError`, one line on stderr; ``--debug``: its traceback) or 2."""
-        debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+        state = {"debug": "--debug" in (sys.argv[1:] if argv is None else argv)}
         try:
-            result = self._call(argv)
+            result = self._call(argv, state)
         except SystemExit as exit_:  # usage errors (2), --help (0)
             if isinstance(exit_.code, str):
                 print(f"{self.prog}: {exit_.code}", file=sys.stderr)
                 return EXIT_FAILURE
             return EXIT_OK if exit_.code is None else int(exit_.code)
         except SimoError as err:
-            if debug:
+            if state["debug"]:
                 raise
             print(f"{self.prog}: error: {one_line(err)}", file=sys.stderr)
             return EXIT_FAILURE

@@ -40,9 +40,7 @@ class _LazyPackage(types.ModuleType):
         super().__setattr__(name, value)
 
 
-def lazy_exports(
-    module_name: str, table: Mapping[str, str]
-) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_exports(module_name: str, table: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """`(__getattr__, __dir__)` for the module `module_name`, resolving each name of `table` (name -> absolute module
     path) by importing that module on first access; the value is then cached on the package.
 
