@@ -38,7 +38,7 @@ from ._common import DataFormatError, DatasetNotFoundError
 from .cityscapes import load_cityscapes
 from .nyuv2 import load_nyuv2
 from .specs import BENCHMARK_CLASS_NAMES, BENCHMARK_PRESETS, get_task_specs
-from .synthetic import generate_batches, load_benchmark
+from .synthetic import generate_batches, load_benchmark, load_pretraining_images
 from .taskonomy import TASKONOMY_BUILDINGS, load_taskonomy
 from .transforms import make_collate_fn, random_scale_crop
 
@@ -54,6 +54,7 @@ __all__ = [
     "load_benchmark",
     "load_cityscapes",
     "load_nyuv2",
+    "load_pretraining_images",
     "load_taskonomy",
     "make_collate_fn",
     "random_scale_crop",
