@@ -17,6 +17,10 @@ Procedural textures (stripes, checkers, smooth waves) and lighting (ambient + a 
 coloured point light with fall-off, Lambertian) make the image -> label mapping non-trivial. Scenes are sampled from
 ``numpy.random.default_rng([seed, split, index])``, so a sample depends only on (seed, split, index), never on the
 batch it is rendered in.
+
+`load_pretraining_images` is the encoder pre-training set: images only, 50,000 by default, half drawn from the tasks'
+scene distribution and half from `PRETRAINING_STYLE` (wider rooms, cameras, lenses and lights, more and rescaled
+objects, extra object kinds, any colour, three more textures), from random streams that no task split uses.
 """
 
 from __future__ import annotations

@@ -29,8 +29,22 @@ def _arg(default: Any, help: str) -> Any:
 
 
 _MODEL_HELP = (
-    "Pre-trained DINOv2 (Hub id such as facebook/dinov2-base, or a folder). Default: the small encoder pre-trained "
-    "on the embedded benchmark (built and cached on first use)."
+    "Pre-trained DINOv2 (Hub id such as facebook/dinov2-base, or a folder). Default: the small encoder shipped with "
+    "hf_simo, pre-trained on the embedded benchmark's pre-training set (hf_simo.encoders)."
+)
+_PRETRAIN_HELP = (
+    "Pre-train a small encoder on this dataset's training images first (SimMIM, a few minutes, cached; see "
+    "--encoder_config) instead of using the shipped one."
+)
+_ENCODER_CONFIG_HELP = "YAML file of EncoderArguments for --pretrain_encoder (default: EncoderArguments' defaults)."
+_ENCODER_LR_HELP = (
+    "Stage 2 peak learning rate of the encoder (default: stage2_learning_rate, the same as the heads'). Fine-tuning "
+    "practice for DINOv2-family models uses a lower one."
+)
+_LAYER_DECAY_HELP = (
+    "Layer-wise learning-rate decay of the encoder in stage 2 (BEiT/DINOv2): block i of L gets "
+    "encoder lr x layer_decay^(L - i), the embeddings layer_decay^(L + 1), the final norm and the heads no decay; "
+    "1.0 = off."
 )
 
 _HEAD_OPTIONS_HELP = (
@@ -45,7 +59,8 @@ class DataArguments:
     dataset: str = _arg(
         "nyuv2",
         "Embedded benchmark preset (nyuv2, taskonomy), a real dataset (nyuv2_real, cityscapes, taskonomy_real; needs "
-        "--dataset_path) or a folder saved with DatasetDict.save_to_disk by hf_simo.data.",
+        "--dataset_path), a folder saved with DatasetDict.save_to_disk by hf_simo.data, or pretraining (images "
+        "only: the embedded benchmark's larger, more varied encoder pre-training set).",
     )
     dataset_path: str | None = _arg(None, "Root folder of a real dataset.")
     image_size: int = _arg(64, "Image side of the embedded benchmark, in pixels.")
@@ -120,6 +135,9 @@ class EncoderArguments:
     mask_patch_size: int = _arg(16, "Side of a mask block in pixels (a multiple of the patch size).")
     norm_pix_loss: bool = _arg(True, "Regress per-patch normalised pixels (MAE's norm-pix target).")
     num_epochs: int = _arg(6, "Pre-training epochs.")
+    early_stopping_patience: int | None = _arg(
+        None, "Stop when the validation loss has not improved for N evaluations (see --eval_steps); None: never."
+    )
     learning_rate: float = _arg(2e-3, "Peak learning rate.")
     batch_size: int = _arg(64, "Pre-training batch size per process.")
 
@@ -130,9 +148,8 @@ class FinetuneArguments:
 
     model_name_or_path: str | None = _arg(None, _MODEL_HELP)
     model_revision: str | None = _arg(None, "Revision (branch, tag or commit) of a Hub encoder.")
-    encoder_config: str | None = _arg(
-        None, "YAML file of EncoderArguments for the default encoder (used when model_name_or_path is not given)."
-    )
+    pretrain_encoder: bool = _arg(False, _PRETRAIN_HELP)
+    encoder_config: str | None = _arg(None, _ENCODER_CONFIG_HELP)
     task: str | None = _arg(None, "Task to fine-tune (default: the dataset's first task).")
     head: str = _arg("linear", "Head type: linear (DINOv2 linear head) or dpt.")
     head_options: str | None = _arg(None, _HEAD_OPTIONS_HELP)
@@ -141,6 +158,8 @@ class FinetuneArguments:
     stage1_patience: int | None = _arg(2, "Stage 1 early-stopping patience (evaluations).")
     stage2_epochs: int = _arg(3, "Stage 2 (encoder + head): maximum epochs.")
     stage2_learning_rate: float = _arg(2e-3, "Stage 2 peak learning rate.")
+    stage2_encoder_learning_rate: float | None = _arg(None, _ENCODER_LR_HELP)
+    layer_decay: float = _arg(1.0, _LAYER_DECAY_HELP)
     stage2_patience: int | None = _arg(3, "Stage 2 early-stopping patience (evaluations).")
 
 
@@ -150,9 +169,8 @@ class MTLArguments:
 
     model_name_or_path: str | None = _arg(None, _MODEL_HELP)
     model_revision: str | None = _arg(None, "Revision (branch, tag or commit) of a Hub encoder.")
-    encoder_config: str | None = _arg(
-        None, "YAML file of EncoderArguments for the default encoder (used when model_name_or_path is not given)."
-    )
+    pretrain_encoder: bool = _arg(False, _PRETRAIN_HELP)
+    encoder_config: str | None = _arg(None, _ENCODER_CONFIG_HELP)
     tasks: list[str] | None = _arg(None, "Tasks to train jointly (default: all of the dataset's tasks).")
     head: str = _arg("linear", "Head type of every task: linear or dpt.")
     head_options: str | None = _arg(None, _HEAD_OPTIONS_HELP)
@@ -165,6 +183,8 @@ class MTLArguments:
         "so MTL gets the same training compute as the models it is compared with (the paper gives it 4×: 200 vs 50).",
     )
     stage2_learning_rate: float = _arg(2e-3, "Stage 2 peak learning rate.")
+    stage2_encoder_learning_rate: float | None = _arg(None, _ENCODER_LR_HELP)
+    layer_decay: float = _arg(1.0, _LAYER_DECAY_HELP)
     stage2_patience: int | None = _arg(3, "Stage 2 early-stopping patience (evaluations).")
 
 

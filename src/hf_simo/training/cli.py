@@ -52,6 +52,12 @@ def pretrain_main(argv: Sequence[str] | None = None) -> Path:
     return run_recipe(pretrain_encoder, (EncoderArguments, DataArguments, RunArguments), argv)
 
 
+def ship_encoder_main(argv: Sequence[str] | None = None) -> Path:
+    from .export import ExportArguments, export_encoder
+
+    return run_recipe(export_encoder, (ExportArguments,), argv)
+
+
 def finetune_main(argv: Sequence[str] | None = None) -> Path:
     from .finetune import run_finetune
 
@@ -64,4 +70,4 @@ def mtl_main(argv: Sequence[str] | None = None) -> Path:
     return run_recipe(run_mtl, (MTLArguments, DataArguments, RunArguments), argv)
 
 
-__all__ = ["finetune_main", "mtl_main", "pretrain_main", "run_recipe", "user_errors"]
+__all__ = ["finetune_main", "mtl_main", "pretrain_main", "run_recipe", "ship_encoder_main", "user_errors"]

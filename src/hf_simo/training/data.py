@@ -22,6 +22,7 @@ from .loop import BatchTransform, LossFn, StepOutput
 
 BENCHMARK_PRESETS = ("nyuv2", "taskonomy")
 REAL_DATASETS = ("nyuv2_real", "cityscapes", "taskonomy_real")
+PRETRAINING_DATASET = "pretraining"  # images only: the encoder pre-training set of the embedded benchmark
 
 
 class UnknownTaskError(ValueError):
@@ -42,13 +43,19 @@ def load_training_data(
     """A `DatasetDict` with at least ``train`` and ``validation``, torch-formatted, in hf_simo's shared schema.
 
     dataset: ``"nyuv2"`` / ``"taskonomy"`` (the embedded benchmark, built and cached on first use), ``"nyuv2_real"``,
-        ``"cityscapes"``, ``"taskonomy_real"`` (the paper's datasets, read from ``dataset_path``), or a folder
-        written by `DatasetDict.save_to_disk` from one of hf_simo's loaders (it carries its task specs).
+        ``"cityscapes"``, ``"taskonomy_real"`` (the paper's datasets, read from ``dataset_path``), a folder
+        written by `DatasetDict.save_to_disk` from one of hf_simo's loaders (it carries its task specs), or
+        ``"pretraining"`` (images only: `hf_simo.data.load_pretraining_images`).
     """
     from datasets import DatasetDict, load_from_disk
 
     from ..data import DatasetNotFoundError, load_benchmark, load_cityscapes, load_nyuv2, load_taskonomy
 
+    if dataset == PRETRAINING_DATASET:
+        from ..data import load_pretraining_images
+
+        sizes = {"train": int(train_samples), "validation": int(validation_samples)}
+        return load_pretraining_images(image_size, sizes=sizes, seed=data_seed, cache_dir=cache_dir)
     if dataset in BENCHMARK_PRESETS:
         sizes = {"train": int(train_samples), "validation": int(validation_samples)}
         if test_samples:
@@ -179,6 +186,7 @@ def make_simo_loss_fn(task_specs: Mapping[str, TaskSpec | Mapping[str, Any]]) ->
 
 __all__ = [
     "BENCHMARK_PRESETS",
+    "PRETRAINING_DATASET",
     "REAL_DATASETS",
     "UnknownTaskError",
     "check_splits",
