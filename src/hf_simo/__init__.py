@@ -4,7 +4,15 @@ Importing the package registers `SimoConfig`/`SimoModel` with transformers' `Aut
 `AutoModel.from_pretrained("org/nyuv2-merged")` works like any other model.
 """
 
-from transformers import AutoConfig, AutoModel
+import os
+
+
+# Before torch is first imported (the `hf-simo` command imports hf_simo first): idle OpenMP threads must not spin on
+# few shared cores, where 2 torch threads were up to 5x slower than 1 (benchmarks/RESULTS.md); the recipes set the
+# same. A value set by the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from transformers import AutoConfig, AutoModel  # noqa: E402
 
 from .configuration_simo import SimoConfig, TaskSpec, TaskSpecError, default_feature_layers
 from .hub import CheckpointError, UnsafeCheckpointError

@@ -129,7 +129,9 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         validation_samples=args.validation_samples,
         data_seed=args.seed,
     )
-    run = RunArguments(seed=args.seed, log_with="jsonl", disable_progress_bar=not progress)
+    run = RunArguments(
+        seed=args.seed, log_with="jsonl", disable_progress_bar=not progress, num_threads=args.num_threads
+    )  # num_threads: else every training stage would reset torch to all cores
     timings: dict[str, float] = {}
 
     def timed(name: str, start: float) -> None:
