@@ -127,6 +127,8 @@ def export_encoder(args: ExportArguments) -> Path:
     }
     (tmp / PROVENANCE_NAME).write_text(json.dumps(provenance, indent=1, sort_keys=True, default=str) + "\n")
     write_loss_curve(run_dir, tmp)
+    for path in tmp.iterdir():
+        os.chmod(path, 0o644)  # package data: world-readable, whatever umask the writer used
     if destination.exists():
         old = destination.with_name(f".old-{destination.name}-{os.getpid()}")
         os.rename(destination, old)

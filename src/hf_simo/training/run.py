@@ -151,15 +151,15 @@ def write_summary(accelerator: Accelerator, output_dir: str | os.PathLike, summa
 
 
 def source_revision() -> dict[str, Any] | None:
-    """The git commit of the hf_simo source that runs (and whether it has uncommitted changes), for provenance;
-    None when hf_simo is not running from a git checkout."""
+    """The git commit of the hf_simo source that runs (and whether its code, `src/` and `recipes/`, has uncommitted
+    changes), for provenance; None when hf_simo is not running from a git checkout."""
     root = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/src", ":/recipes"],
             cwd=root,
             capture_output=True,
             text=True,
