@@ -8,7 +8,15 @@ hf_simo; `hf_simo.registration`), so `AutoModel.from_pretrained("org/nyuv2-merge
 `pipeline("simo-dense-prediction", model="org/nyuv2-merged")` work like any other model.
 """
 
+import os
 from typing import TYPE_CHECKING
+
+
+# Before torch is first imported (the `hf-simo` command imports hf_simo first): idle OpenMP threads must not spin on
+# few shared cores, where 2 torch threads were up to 5x slower than 1 (benchmarks/RESULTS.md); the recipes set the
+# same. A value set by the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 from .utils.lazy import lazy_exports
 from .version import __version__

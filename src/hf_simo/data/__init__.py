@@ -56,6 +56,7 @@ _EXPORTS = {
     "load_cityscapes": "hf_simo.data.cityscapes",
     "load_data": "hf_simo.data.loading",
     "load_nyuv2": "hf_simo.data.nyuv2",
+    "load_pretraining_images": "hf_simo.data.synthetic",
     "load_taskonomy": "hf_simo.data.taskonomy",
     "load_training_data": "hf_simo.data.loading",
     "make_augmentation": "hf_simo.data.transforms",
@@ -74,7 +75,7 @@ if TYPE_CHECKING:  # for IDEs and type checkers; at run time the table above res
     from hf_simo.data.loading import check_splits, load_data, load_training_data, select_tasks, task_columns
     from hf_simo.data.nyuv2 import load_nyuv2
     from hf_simo.data.specs import BENCHMARK_CLASS_NAMES, BENCHMARK_PRESETS, REAL_DATASETS, get_task_specs
-    from hf_simo.data.synthetic import generate_batches, load_benchmark
+    from hf_simo.data.synthetic import generate_batches, load_benchmark, load_pretraining_images
     from hf_simo.data.taskonomy import TASKONOMY_BUILDINGS, load_taskonomy
     from hf_simo.data.transforms import make_augmentation, make_collate_fn, random_scale_crop
     from hf_simo.errors import DataFormatError, DatasetNotFoundError

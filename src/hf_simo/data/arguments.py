@@ -15,7 +15,8 @@ class DataArguments:
     dataset: str = option(
         "nyuv2",
         "Embedded benchmark preset (nyuv2, taskonomy), a real dataset (nyuv2_real, cityscapes, taskonomy_real; needs "
-        "--dataset_path) or a folder saved with DatasetDict.save_to_disk by hf_simo.data.",
+        "--dataset_path), a folder saved with DatasetDict.save_to_disk by hf_simo.data, or pretraining (images "
+        "only: the embedded benchmark's larger, more varied encoder pre-training set).",
     )
     dataset_path: str | None = option(None, "Root folder of a real dataset.")
     image_size: int = option(64, "Image side of the embedded benchmark, in pixels.")

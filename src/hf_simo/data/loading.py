@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, DatasetNotFoundError, UnknownTaskError
-from .specs import BENCHMARK_PRESETS, REAL_DATASETS
+from .specs import BENCHMARK_PRESETS, PRETRAINING_DATASET, REAL_DATASETS
 
 
 def load_training_data(
@@ -33,7 +33,8 @@ def load_training_data(
 
     dataset: ``"nyuv2"`` / ``"taskonomy"`` (the embedded benchmark, built and cached on first use), ``"nyuv2_real"``,
         ``"cityscapes"``, ``"taskonomy_real"`` (the paper's datasets, read from ``dataset_path``), or a folder
-        written by `DatasetDict.save_to_disk` from one of hf_simo's loaders (it carries its task specs).
+        written by `DatasetDict.save_to_disk` from one of hf_simo's loaders (it carries its task specs), or
+        ``"pretraining"`` (images only: `hf_simo.data.load_pretraining_images`).
     train_samples: 0 builds no training split of the embedded benchmark (its samples do not depend on the sizes,
         so the validation split is the same), for jobs that only evaluate.
     """
@@ -44,6 +45,11 @@ def load_training_data(
     from .synthetic import load_benchmark
     from .taskonomy import load_taskonomy
 
+    if dataset == PRETRAINING_DATASET:
+        from .synthetic import load_pretraining_images
+
+        sizes = {"train": int(train_samples), "validation": int(validation_samples)}
+        return load_pretraining_images(image_size, sizes=sizes, seed=data_seed, cache_dir=cache_dir)
     if dataset in BENCHMARK_PRESETS:
         sizes = {"train": int(train_samples)} if train_samples else {}
         sizes["validation"] = int(validation_samples)

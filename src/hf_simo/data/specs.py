@@ -27,6 +27,7 @@ BENCHMARK_PRESETS: dict[str, tuple[str, ...]] = {
 }
 # the paper's datasets, as `--dataset` names (read from `--dataset_path`; "cityscapes" selects `cityscapes_real`)
 REAL_DATASETS = ("nyuv2_real", "cityscapes", "taskonomy_real")
+PRETRAINING_DATASET = "pretraining"  # images only: the encoder pre-training set of the embedded benchmark
 
 # The 13-class NYUv2 labelling (Couprie et al. 2013) used by MTAN/LibMTL, in label order.
 NYUV2_CLASS_NAMES = (

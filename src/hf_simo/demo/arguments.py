@@ -14,6 +14,14 @@ class DemoArguments:
 
     output_dir: str = option("hf_simo_demo", "Where every model, table, plot and card is written.")
     dataset: str = option("nyuv2", "Embedded benchmark preset: nyuv2 (3 tasks) or taskonomy (5 tasks).")
+    model_name_or_path: str | None = option(
+        None, "DINOv2 encoder to fine-tune (θ_0), a Hub id or folder. Default: the encoder shipped with hf_simo."
+    )
+    pretrain_encoder: bool = option(
+        False,
+        "Pre-train a small encoder on the benchmark's training images first (SimMIM, 1.5-2.5 minutes more; the "
+        "demo's behaviour before an encoder shipped with the package) instead of using the shipped one.",
+    )
     image_size: int = option(64, "Image side in pixels.")
     train_samples: int = option(2000, "Training samples (single-task and MTL training).")
     validation_samples: int = option(200, "Validation samples: α search and re-alignment see only these.")

@@ -1,8 +1,10 @@
 """`hf-simo demo`: the whole SIMO pipeline on the embedded benchmark, from nothing, ending with the paper's table.
 
 1. the embedded NYUv2-like benchmark (generated, cached under `$HF_HOME/hf_simo`);
-2. a small DINOv2 pre-trained on its images with masked image modelling (θ_0; cached);
-3. one single-task checkpoint per task (two-stage fine-tuning) and the joint multi-task (MTL) baseline;
+2. θ_0: the small DINOv2 shipped with hf_simo (pre-trained with masked image modelling on the benchmark's larger
+   pre-training set; `--pretrain_encoder` pre-trains a quick one on the task images instead, as before);
+3. one single-task checkpoint per task (two-stage fine-tuning) and the joint multi-task (MTL) baseline, with the
+   size of every task vector (‖τ_t‖/‖θ_0‖) and the cosines between them;
 4. Task Arithmetic and TIES merges, α tuned on the validation split;
 5. head and representation re-alignment of each merge on the validation split;
 6. every model evaluated on the test split: the paper-style table with Table 4's cost columns;
@@ -78,7 +80,9 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         validation_samples=args.validation_samples,
         data_seed=args.seed,
     )
-    run = RunArguments(seed=args.seed, log_with="jsonl", disable_progress_bar=not progress)
+    run = RunArguments(
+        seed=args.seed, log_with="jsonl", disable_progress_bar=not progress, num_threads=args.num_threads
+    )  # num_threads: else every training stage would reset torch to all cores
     timings: dict[str, float] = {}
 
     def timed(name: str, start: float) -> None:
@@ -92,6 +96,8 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         _say(f"single-task fine-tuning: {task}")
         task_run = dataclasses.replace(run, output_dir=str(out / f"finetune-{task}"))
         finetune = FinetuneArguments(
+            model_name_or_path=args.model_name_or_path,
+            pretrain_encoder=args.pretrain_encoder,
             task=task,
             stage1_epochs=args.stage1_epochs,
             stage2_epochs=args.finetune_epochs,
@@ -101,7 +107,13 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     timed("single-task fine-tuning (incl. data and encoder)", t0)
     t0 = time.perf_counter()
     _say("multi-task baseline (MTL)")
-    mtl = MTLArguments(stage1_epochs=args.stage1_epochs, stage2_epochs=args.mtl_epochs, stage2_patience=args.patience)
+    mtl = MTLArguments(
+        model_name_or_path=args.model_name_or_path,
+        pretrain_encoder=args.pretrain_encoder,
+        stage1_epochs=args.stage1_epochs,
+        stage2_epochs=args.mtl_epochs,
+        stage2_patience=args.patience,
+    )
     mtl_dir = run_mtl(mtl, data, dataclasses.replace(run, output_dir=str(out / "mtl")))
     timed("MTL training", t0)
 
@@ -130,6 +142,8 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         "trained params": _params(sum(p.numel() for p in mtl.parameters())),
         "samples": f"{args.train_samples} (train)",
     }
+    vectors = _task_vectors(singles, mtl)
+    (out / "task_vectors.md").write_text(vectors.to_markdown())
     del mtl
     timed("evaluation of the baselines", t0)
 
@@ -226,7 +240,10 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         title=f"Embedded {args.dataset} benchmark, test split ({args.test_samples} images)",
     )
     (out / "results.md").write_text(table)
-    _atomic_json(out / "results.json", {"results": results, "costs": costs, "timings": timings})
+    _atomic_json(
+        out / "results.json",
+        {"results": results, "costs": costs, "task_vectors": vectors.to_dict(), "timings": timings},
+    )
     for name, folder in saved_models.items():
         if name in results:
             write_model_card(
@@ -298,15 +315,42 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     timed("qualitative grid", t0)
 
     timings["total"] = round(time.perf_counter() - started, 1)
-    _atomic_json(out / "results.json", {"results": results, "costs": costs, "timings": timings})
-    written = [out / "results.md", out / "results.json", out / "relationships.md", out / "relationships.json"]
-    written += [out / "layer_coefficients.json", *files, *(p / "README.md" for p in saved_models.values())]
+    _atomic_json(
+        out / "results.json",
+        {"results": results, "costs": costs, "task_vectors": vectors.to_dict(), "timings": timings},
+    )
+    written = [out / "results.md", out / "results.json", out / "task_vectors.md", out / "relationships.md"]
+    written += [out / "relationships.json", out / "layer_coefficients.json", *files]
+    written += [p / "README.md" for p in saved_models.values()]
     print(table)
+    print("Task vectors τ = θ − θ0 of the fine-tuned encoders (the paper's regime: small ‖τ‖/‖θ0‖):\n")
+    print(vectors.to_markdown())
     print(report)
     print(f"Finished in {timings['total'] / 60:.1f} min. Files written:")
     for path in written:
         print(f"  {path}")
-    return {"results": results, "table": table, "costs": costs, "timings": timings, "files": written}
+    return {
+        "results": results,
+        "table": table,
+        "costs": costs,
+        "task_vectors": vectors.to_dict(),
+        "timings": timings,
+        "files": written,
+    }
+
+
+def _task_vectors(singles: dict, mtl):
+    """‖τ‖/‖θ0‖, cos(θ, θ0) and pairwise cosines of the single-task and MTL encoders' task vectors."""
+    from ..analysis.task_vectors import task_vector_report
+    from ..hub import resolve_repo
+    from ..modeling_simo import load_dinov2_encoder
+
+    config = next(iter(singles.values())).config
+    resolved = resolve_repo(config.base_model_name_or_path, config.base_model_revision)
+    base = load_dinov2_encoder(resolved.path).state_dict()
+    states = {task: model.dinov2.state_dict() for task, model in singles.items()}
+    states["MTL"] = mtl.dinov2.state_dict()
+    return task_vector_report(base, states)
 
 
 def _specs(singles) -> dict:

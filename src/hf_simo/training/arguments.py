@@ -12,15 +12,29 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..utils.fields import json_mapping, option, require_non_negative, require_positive, require_range
 
 
 _MODEL_HELP = (
-    "Pre-trained DINOv2 (Hub id such as facebook/dinov2-base, or a folder). Default: the small encoder pre-trained "
-    "on the embedded benchmark (built and cached on first use)."
+    "Pre-trained DINOv2 (Hub id such as facebook/dinov2-base, or a folder). Default: the small encoder shipped with "
+    "hf_simo, pre-trained on the embedded benchmark's pre-training set (hf_simo.encoders)."
+)
+_PRETRAIN_HELP = (
+    "Pre-train a small encoder on this dataset's training images first (SimMIM, a few minutes, cached; see "
+    "--encoder_config) instead of using the shipped one."
+)
+_ENCODER_CONFIG_HELP = "YAML file of EncoderArguments for --pretrain_encoder (default: EncoderArguments' defaults)."
+_ENCODER_LR_HELP = (
+    "Stage 2 peak learning rate of the encoder (default: stage2_learning_rate, the same as the heads'). Fine-tuning "
+    "practice for DINOv2-family models uses a lower one."
+)
+_LAYER_DECAY_HELP = (
+    "Layer-wise learning-rate decay of the encoder in stage 2 (BEiT/DINOv2): block i of L gets "
+    "encoder lr x layer_decay^(L - i), the embeddings layer_decay^(L + 1), the final norm and the heads no decay; "
+    "1.0 = off."
 )
 
 _HEAD_OPTIONS_HELP = (
@@ -104,6 +118,9 @@ class EncoderArguments:
     mask_patch_size: int = option(16, "Side of a mask block in pixels (a multiple of the patch size).")
     norm_pix_loss: bool = option(True, "Regress per-patch normalised pixels (MAE's norm-pix target).")
     num_epochs: int = option(6, "Pre-training epochs.")
+    early_stopping_patience: int | None = option(
+        None, "Stop when the validation loss has not improved for N evaluations (see --eval_steps); None: never."
+    )
     learning_rate: float = option(2e-3, "Peak learning rate.")
     batch_size: int = option(64, "Pre-training batch size per process.")
 
@@ -129,9 +146,8 @@ class FinetuneArguments:
 
     model_name_or_path: str | None = option(None, _MODEL_HELP)
     model_revision: str | None = option(None, "Revision (branch, tag or commit) of a Hub encoder.")
-    encoder_config: str | None = option(
-        None, "YAML file of EncoderArguments for the default encoder (used when model_name_or_path is not given)."
-    )
+    pretrain_encoder: bool = option(False, _PRETRAIN_HELP)
+    encoder_config: str | None = option(None, _ENCODER_CONFIG_HELP)
     task: str | None = option(None, "Task to fine-tune (default: the dataset's first task).")
     head: str = option("linear", "Head type: linear (DINOv2 linear head) or dpt.")
     head_options: str | None = option(None, _HEAD_OPTIONS_HELP)
@@ -140,6 +156,8 @@ class FinetuneArguments:
     stage1_patience: int | None = option(2, "Stage 1 early-stopping patience (evaluations).")
     stage2_epochs: int = option(3, "Stage 2 (encoder + head): maximum epochs.")
     stage2_learning_rate: float = option(2e-3, "Stage 2 peak learning rate.")
+    stage2_encoder_learning_rate: float | None = option(None, _ENCODER_LR_HELP)
+    layer_decay: float = option(1.0, _LAYER_DECAY_HELP)
     stage2_patience: int | None = option(3, "Stage 2 early-stopping patience (evaluations).")
 
     def __post_init__(self) -> None:
@@ -152,9 +170,8 @@ class MTLArguments:
 
     model_name_or_path: str | None = option(None, _MODEL_HELP)
     model_revision: str | None = option(None, "Revision (branch, tag or commit) of a Hub encoder.")
-    encoder_config: str | None = option(
-        None, "YAML file of EncoderArguments for the default encoder (used when model_name_or_path is not given)."
-    )
+    pretrain_encoder: bool = option(False, _PRETRAIN_HELP)
+    encoder_config: str | None = option(None, _ENCODER_CONFIG_HELP)
     tasks: list[str] | None = option(None, "Tasks to train jointly (default: all of the dataset's tasks).")
     head: str = option("linear", "Head type of every task: linear or dpt.")
     head_options: str | None = option(None, _HEAD_OPTIONS_HELP)
@@ -167,6 +184,8 @@ class MTLArguments:
         "so MTL gets the same training compute as the models it is compared with (the paper gives it 4×: 200 vs 50).",
     )
     stage2_learning_rate: float = option(2e-3, "Stage 2 peak learning rate.")
+    stage2_encoder_learning_rate: float | None = option(None, _ENCODER_LR_HELP)
+    layer_decay: float = option(1.0, _LAYER_DECAY_HELP)
     stage2_patience: int | None = option(3, "Stage 2 early-stopping patience (evaluations).")
 
     def __post_init__(self) -> None:
@@ -177,6 +196,27 @@ def _check_stages(args: FinetuneArguments | MTLArguments) -> None:
     require_positive(args, "stage1_epochs", "stage2_epochs")
     require_positive(args, "stage1_patience", "stage2_patience", optional=True)
     require_positive(args, "stage1_learning_rate", "stage2_learning_rate", integer=False)
+
+
+@dataclass
+class ExportArguments:
+    """Which pre-training run to ship, and where."""
+
+    run_dir: str = field(metadata={"help": "Output folder of a recipes/pretrain_encoder.py run."})
+    destination: str | None = field(
+        default=None, metadata={"help": "Folder to write (default: the package's shipped encoder folder)."}
+    )
+    max_megabytes: float = field(default=10.0, metadata={"help": "Size limit of model.safetensors."})
+    from_checkpoint: bool = field(
+        default=False,
+        metadata={
+            "help": "Ship the newest checkpoint even though the run has a final model (default: the final one)."
+        },
+    )
+    provisional: bool = field(
+        default=False, metadata={"help": "Mark the encoder as provisional (a short-budget stand-in) in provenance."}
+    )
+    note: str | None = field(default=None, metadata={"help": "A sentence stored in provenance.json."})
 
 
 OPERATIONAL_FIELDS = frozenset(
@@ -227,6 +267,7 @@ def as_dict(*instances: Any) -> dict[str, Any]:
 
 
 __all__ = [
+    "ExportArguments",
     "EncoderArguments",
     "FinetuneArguments",
     "MTLArguments",
