@@ -47,7 +47,7 @@ def cpu_name() -> str:
 
 
 def build_data(args):
-    from hf_simo.training.data import load_training_data
+    from hf_simo.data import load_training_data
 
     return load_training_data("nyuv2", image_size=args.image_size, train_samples=args.train_samples)
 
@@ -55,8 +55,7 @@ def build_data(args):
 def loader_throughput(train, batch_size: int, augment: bool) -> float:
     from torch.utils.data import DataLoader
 
-    from hf_simo.data import get_task_specs
-    from hf_simo.training.data import make_augmentation
+    from hf_simo.data import get_task_specs, make_augmentation
 
     transform = make_augmentation(get_task_specs(train)) if augment else None
     generator = torch.Generator().manual_seed(0)
@@ -74,10 +73,8 @@ def train_throughput(args, data, mode: str, output_dir: str) -> float:
     from transformers import Dinov2Model
 
     from hf_simo import SimoModel
-    from hf_simo.data import get_task_specs
-    from hf_simo.training import Stage, TrainerConfig, fit, make_accelerator
-    from hf_simo.training.args import EncoderArguments
-    from hf_simo.training.data import make_augmentation, make_simo_loss_fn
+    from hf_simo.data import get_task_specs, make_augmentation
+    from hf_simo.training import EncoderArguments, Stage, TrainerConfig, fit, make_accelerator, make_simo_loss_fn
     from hf_simo.training.pretrain import encoder_config
 
     specs = get_task_specs(data["train"])
@@ -193,7 +190,7 @@ def main() -> None:
     if not args.skip_multiprocess:
         rows.append(("train stage 2 (all)", 2, 1, fmt(launch_two_processes(args))))
 
-    from hf_simo.training.args import EncoderArguments
+    from hf_simo.training import EncoderArguments
 
     enc = EncoderArguments()
     lines = [

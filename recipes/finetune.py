@@ -27,12 +27,12 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP threads must not spin on few cores
 
-from hf_simo.training.cli import finetune_main
+from hf_simo.cli.finetune import main as run_command
 
 
 def main(argv=None):
     """Parse arguments (or one YAML file) and fine-tune; returns the model folder."""
-    return finetune_main(argv)
+    return run_command(argv)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ under a temporary name and renamed at the end, with its model card; `push_to_hub
 on validation data first, use `hf_simo.merging.search` or `recipes/realign.py --mode none`.
 """
 
-from hf_simo.merging import MergeArguments, merge_from_arguments
-from hf_simo.training.cli import run_recipe
+from hf_simo.cli.merge import recipe_main
 
 
 def main(argv=None):
-    """Parse `MergeArguments` (or one YAML file) and merge; returns the output folder."""
-    return run_recipe(merge_from_arguments, (MergeArguments,), argv)
+    """Parse `MergeArguments` (command line, `--config x.yaml`, or one YAML file) and merge; returns the folder."""
+    return recipe_main(argv)
 
 
 if __name__ == "__main__":

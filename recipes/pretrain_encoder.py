@@ -14,9 +14,19 @@ Launch (one process, or two CPU processes on gloo, or GPUs):
     accelerate launch --config_file $(python -c "import hf_simo.accelerate_configs as c; print(c.config_path('single_gpu'))") \
         recipes/pretrain_encoder.py --mixed_precision bf16
 
-Defaults: hidden 128, 4 blocks, 4 heads, patch 8 (0.83M parameters), mask ratio 0.5 in 16-pixel blocks, 6 epochs
-of the 2000 training images, batch 64, AdamW lr 2e-3 with one-cycle (5% warm-up), clipping 25: 1.5-2.5 minutes on
-2 CPU cores. Arguments: `--help`.
+Defaults (what `--pretrain_encoder` of the other recipes builds): hidden 128, 4 blocks, 4 heads, patch 8 (0.83M
+parameters), mask ratio 0.5 in 16-pixel blocks, 6 epochs of the 2000 training images, batch 64, AdamW lr 2e-3 with
+one-cycle (5% warm-up), clipping 25: 1.5-2.5 minutes on 2 CPU cores. Arguments: `--help`.
+
+The encoder shipped with hf_simo is this recipe with a much larger budget on the benchmark's pre-training set
+(`--dataset pretraining`: 50,000 more varied images), then `recipes/ship_encoder.py`:
+
+    OMP_NUM_THREADS=1 python recipes/pretrain_encoder.py recipes/configs/pretrain_encoder_shipped.yaml
+    python recipes/ship_encoder.py --run_dir outputs/pretrain-shipped
+
+It saves a checkpoint every 100 steps; stopped (kill its process) and relaunched with the same command, it resumes
+exactly. Its loss curve is `outputs/pretrain-shipped/loss_curve.{jsonl,png}` when it ends and
+`logs/pretrain_encoder/metrics.jsonl` while it runs.
 """
 
 import os
@@ -24,12 +34,12 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP threads must not spin on few cores
 
-from hf_simo.training.cli import pretrain_main
+from hf_simo.cli.pretrain_encoder import main as run_command
 
 
 def main(argv=None):
     """Parse arguments (or one YAML file) and pre-train; returns the encoder folder."""
-    return pretrain_main(argv)
+    return run_command(argv)
 
 
 if __name__ == "__main__":

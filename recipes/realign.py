@@ -29,12 +29,12 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP threads must not spin on few cores
 
-from hf_simo.realign.job import realign_main
+from hf_simo.cli.realign import main as run_command
 
 
 def main(argv=None):
     """Parse arguments (or one YAML file), merge, re-align, evaluate and save; returns the outcome."""
-    return realign_main(argv)
+    return run_command(argv)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,12 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP threads must not spin on few cores
 
-from hf_simo.training.cli import mtl_main
+from hf_simo.cli.train_mtl import main as run_command
 
 
 def main(argv=None):
     """Parse arguments (or one YAML file) and train the MTL baseline; returns the model folder."""
-    return mtl_main(argv)
+    return run_command(argv)
 
 
 if __name__ == "__main__":

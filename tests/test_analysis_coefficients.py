@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from conftest import tiny_model
+from helpers.tiny import tiny_model
 from hf_simo.analysis.coefficients import encoder_state, learn_layer_coefficients
 from hf_simo.losses import task_loss
 from hf_simo.merging import merge_state_dicts

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers.relationships import hand_made_result
 from hf_simo.analysis import relationship_matrix
 from hf_simo.analysis.plots import (
     new_figure,
@@ -15,7 +16,6 @@ from hf_simo.analysis.plots import (
     plot_relationships,
     save_figure,
 )
-from test_analysis_relationships import hand_made_result
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_model
+from helpers.tiny import tiny_model
 from hf_simo import normalize_images
 from hf_simo.analysis.qualitative import (
     MISSING_CELL,

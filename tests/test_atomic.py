@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import PausedProcess
+from helpers.processes import PausedProcess
 from hf_simo.atomic import (
     OutputBusyError,
     atomic_file,
@@ -120,3 +120,44 @@ def test_the_output_lock_admits_one_writer_and_waits_when_asked(tmp_path):
     thread.join(timeout=30)
     assert acquired.is_set()
     assert lock_path(target).stat().st_size == 0 and not target.exists()
+
+
+def test_bytes_are_written_atomically(tmp_path):
+    from hf_simo.atomic import atomic_write_bytes
+
+    target = tmp_path / "weights.bin"
+    assert atomic_write_bytes(target, b"\x00\x01") == target and target.read_bytes() == b"\x00\x01"
+    atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new" and temporaries(target, "tmp") == []
+
+
+def test_a_cache_folder_keeps_what_another_process_built_meanwhile(tmp_path):
+    from hf_simo.errors import OutputExistsError
+
+    target = tmp_path / "cache"
+    with atomic_folder(target, overwrite="keep") as folder:
+        (folder / "data").write_text("first")
+    assert (target / "data").read_text() == "first"
+    with atomic_folder(target, overwrite="keep") as folder:  # built meanwhile (here: before): kept, no error
+        (folder / "data").write_text("second")
+    assert (target / "data").read_text() == "first"
+    assert temporaries(target, "partial") == [] and temporaries(target, "old") == []
+    with pytest.raises(OutputExistsError, match="already exists"), atomic_folder(target):
+        pass
+
+
+def test_a_staging_folder_written_by_several_processes_is_committed_once(tmp_path):
+    from hf_simo.atomic import commit_folder, staging_folder
+
+    target = tmp_path / "checkpoint-10"
+    staging = staging_folder(target, "step-10")
+    assert staging == staging_folder(target, "step-10") and staging.is_dir()  # every process computes the same one
+    (staging / "rank0.bin").write_text("a")
+    (staging / "rank1.bin").write_text("b")
+    assert commit_folder(staging, target) == target
+    assert sorted(p.name for p in target.iterdir()) == ["rank0.bin", "rank1.bin"] and not staging.exists()
+    stale = staging_folder(target, "step-20")  # a run killed while writing: the next writer's recovery removes it
+    (stale / "rank0.bin").write_text("x")
+    assert recover_output(target) and not stale.exists() and target.is_dir()
+    with pytest.raises(ValueError, match="token must be"):
+        staging_folder(target, "../escape")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from conftest import random_labels, tiny_config, tiny_model
+from helpers.tiny import random_labels, tiny_config, tiny_model
 from hf_simo import SimoModel
 from hf_simo.block_adapters import SLOT_TARGET_PATTERN, BlockAdapterSlot, ReluBottleneckAdapter
 from hf_simo.realign.representation import (

@@ -7,7 +7,7 @@ import pytest
 from huggingface_hub import EvalResult, ModelCard, metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from conftest import tiny_config, tiny_model
+from helpers.tiny import tiny_config, tiny_model
 from hf_simo.cards import (
     CITATION,
     DEFAULT_TAGS,

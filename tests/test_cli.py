@@ -8,10 +8,10 @@ import sys
 import pytest
 from huggingface_hub import ModelCard
 
+from helpers.checkpoints import build_base, build_sources
 from hf_simo import SimoModel
 from hf_simo.cli import main
-from hf_simo.training.testing import save_tiny_dataset
-from test_merge_fixtures import build_base, build_sources
+from hf_simo.testing_utils import save_tiny_dataset
 
 
 VERBS = ["demo", "merge", "realign", "evaluate", "relationships", "card", "push", "predict"]
@@ -51,16 +51,12 @@ def test_typos_exit_2_with_a_suggestion(capsys):
         main(["push", "folder", "org/name", "--dry-rn"])
     assert exit_.value.code == 2
     assert "did you mean --dry-run" in capsys.readouterr().err
-    assert main(["realign", "--rnk", "4"]) == 2
-    assert "--rnk (did you mean --rank?)" in capsys.readouterr().err
 
 
 def test_user_errors_are_one_line_exit_1(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("hf-simo evaluate: error:") and err.count("\n") == 1 and "Traceback" not in err
-    assert main(["realign", "--mode", "adapters"]) == 1
-    assert "--mode must be head, representation or none" in capsys.readouterr().err
 
 
 def test_console_script_runs(tmp_path):
@@ -154,8 +150,8 @@ def test_relationships_refuse_a_base_the_tasks_were_not_fine_tuned_from_unless_a
 
 def test_relationships_run_on_the_default_dataset(tmp_path, capsys):
     """The embedded benchmark by default: only its validation split is built (no 0-sample training split)."""
+    from helpers.checkpoints import build_task
     from hf_simo.data import get_task_specs
-    from test_merge_fixtures import build_task
 
     base = build_base(tmp_path / "base")
     argv = ["relationships", "--base", str(tmp_path / "base"), "--lambdas", "0", "1", "--samples", "8"]
@@ -168,12 +164,12 @@ def test_relationships_run_on_the_default_dataset(tmp_path, capsys):
 
 
 def test_relationships_options_are_checked_before_any_work(tiny, tmp_path, capsys, monkeypatch):
-    import hf_simo.pipeline
+    import hf_simo.analysis.sweep
 
     def never(*args, **kwargs):
         raise AssertionError("the sweep ran before the options were checked")
 
-    monkeypatch.setattr(hf_simo.pipeline, "run_relationships", never)
+    monkeypatch.setattr(hf_simo.analysis.sweep, "run_relationships", never)
     argv = ["relationships", "--task", str(tiny["tasks"][0]), "--output-dir", str(tmp_path / "rel"), "--no-progress"]
     assert main([*argv, "--lambdas", "0", "0.5"]) == 1  # the default --matrix-lambda 1 is not on the grid
     err = capsys.readouterr().err
@@ -243,16 +239,3 @@ def test_card_names_a_results_file_that_is_not_json(tiny, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"--results {results} is not valid JSON (Expecting property name enclosed in double quotes" in err
     assert "line 1, column" in err and err.count("\n") == 1
-
-
-def test_merge_through_the_top_level_cli(tiny, tmp_path, capsys):
-    argv = ["merge", "--base", str(tiny["base"]), "--output", str(tmp_path / "merged"), "--no-progress"]
-    for folder in tiny["tasks"]:
-        argv += ["--task", str(folder)]
-    assert main([*argv, "--method", "ties", "--density", "0.5", "--alpha", "0.8"]) == 0
-    merged = SimoModel.from_pretrained(tmp_path / "merged")
-    assert merged.task_names == ["segmentation", "depth", "normals"]
-    assert merged.config.merge["method"] == "ties" and merged.config.merge["alpha"] == 0.8
-    assert "merged 3 task(s) with ties" in capsys.readouterr().out
-    assert main([*argv, "--method", "ties", "--density", "0"]) == 1  # out of range: one line, nothing written
-    assert "density" in capsys.readouterr().err

@@ -3,7 +3,7 @@ import json
 import pytest
 from transformers import AutoConfig, Dinov2Config, ViTConfig
 
-from conftest import TINY_TASKS, tiny_backbone_config, tiny_config
+from helpers.tiny import TINY_TASKS, tiny_backbone_config, tiny_config
 from hf_simo import SimoConfig, TaskSpec, TaskSpecError, default_feature_layers
 
 

@@ -21,7 +21,7 @@ from hf_simo.data import (
     make_collate_fn,
     random_scale_crop,
 )
-from hf_simo.data.transforms import _sample_params
+from hf_simo.data.transforms import sample_crop_params
 
 
 @pytest.fixture(autouse=True)
@@ -173,7 +173,7 @@ def test_nyuv2_parquet_local_folder(tmp_path, with_readme):
 
 
 def test_nyuv2_parquet_from_hub_id_uses_snapshot_download(tmp_path, monkeypatch):
-    import huggingface_hub
+    import hf_simo.hub
 
     write_nyuv2_parquet(tmp_path / "snapshot", with_readme=True)
     calls = []
@@ -182,9 +182,11 @@ def test_nyuv2_parquet_from_hub_id_uses_snapshot_download(tmp_path, monkeypatch)
         calls.append((repo_id, kwargs))
         return str(tmp_path / "snapshot")
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    # patched where hf_simo looks it up: the one read boundary, hf_simo.hub (resolve_repo)
+    monkeypatch.setattr(hf_simo.hub, "snapshot_download", fake_snapshot_download)
     dd = load_nyuv2(layout="parquet")  # default repo id
-    assert calls == [("tanganke/nyuv2", {"repo_type": "dataset"})]
+    assert [(repo_id, kwargs["repo_type"]) for repo_id, kwargs in calls] == [("tanganke/nyuv2", "dataset")]
+    assert "*.parquet" in calls[0][1]["allow_patterns"]  # the dataset's files, not a model's safetensors
     assert len(dd["train"]) == 4
 
 
@@ -463,7 +465,7 @@ def test_random_scale_crop_shapes_determinism_and_label_rules():
             torch.testing.assert_close(out[key], again[key], rtol=0, atol=0)
     assert out["name"] is batch["name"]
     assert not torch.equal(out["image"], other["image"])
-    scale, *_ = _sample_params(6, 24, 32, (1.0, 1.2, 1.5), torch.Generator().manual_seed(7))
+    scale, *_ = sample_crop_params(6, 24, 32, (1.0, 1.2, 1.5), torch.Generator().manual_seed(7))
     assert set(scale.tolist()) <= {1.0, 1.2, 1.5} and len(set(scale.tolist())) > 1
     for i in range(6):  # nearest: every label value comes from the same sample's input, unchanged or rescaled
         s = float(scale[i])
@@ -481,7 +483,7 @@ def test_random_scale_crop_matches_resize_then_crop_and_keeps_alignment():
     batch = _batch()
     gen_seed = 11
     out = random_scale_crop(batch, SPECS, generator=torch.Generator().manual_seed(gen_seed))
-    scale, new_h, new_w, top, left = _sample_params(
+    scale, new_h, new_w, top, left = sample_crop_params(
         6, 24, 32, (1.0, 1.2, 1.5), torch.Generator().manual_seed(gen_seed)
     )
     for i in range(6):

@@ -285,3 +285,100 @@ def test_screen_space_culling_changes_nothing(size, monkeypatch):
     h, w = (size, size) if isinstance(size, int) else size
     assert full["image"].shape == (12, 3, h, w) and full["face_id"].shape == (12, h, w)
     assert len(np.unique(full["segmentation"])) >= 6  # objects are in view, so the comparison means something
+
+
+def test_culling_is_exact_on_pretraining_scenes_too(monkeypatch):
+    scenes = S.sample_pretraining_scenes(0, "train", range(16), varied_fraction=1.0)
+    culled = render(scenes, 64)
+
+    def every_tile(corners, sid, scenes_, fpix, grid):
+        _, _, ty, tx = grid
+        prim = np.repeat(np.arange(len(sid)), ty * tx)
+        key = sid[prim] * (ty * tx) + np.tile(np.arange(ty * tx), len(sid))
+        order = np.argsort(key, kind="stable")
+        return prim[order], key[order]
+
+    monkeypatch.setattr(S, "_tile_pairs", every_tile)
+    np.testing.assert_array_equal(culled["image"], render(scenes, 64)["image"])
+
+
+# ---------------------------------------------------------------------------------------------- pinned samples
+
+
+def test_task_benchmark_samples_are_pinned():
+    """The tasks' data for a given seed must never change (results, caches and the shipped encoder's provenance
+    rely on it): scene parameters are pinned bit for bit, rendered arrays to float32 rounding."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for split in ("train", "validation", "test"):
+        scenes = sample_scenes(0, split, range(12))
+        for name in sorted(vars(scenes)):
+            digest.update(np.ascontiguousarray(getattr(scenes, name)).tobytes())
+    assert digest.hexdigest() == "0d4ec17e2a60d7796904d5db0c6203092dc0b61d9b509115ded9d019526a2d80"
+    batch = next(generate_batches("taskonomy", "train", 8, 64, seed=3))
+    sums = {key: float(value.astype(np.float64).sum()) for key, value in batch.items()}
+    expected = {
+        "image": 32485.299468344077,
+        "reconstruction": 32485.299468344077,
+        "depth": 95843.19624388218,
+        "normals": -14391.416448335454,
+        "keypoints": 1662.9991934877626,
+        "edges": 2424.612365624166,
+    }
+    for key, value in expected.items():
+        assert sums[key] == pytest.approx(value, rel=1e-6), key
+    batch = next(generate_batches("nyuv2", "validation", 8, 64, seed=0))
+    segmentation = hashlib.sha256(batch["segmentation"].tobytes()).hexdigest()
+    assert segmentation == "4f1dbe3c7912deba5fe90adfaa3d38721b9c0bf063ae9ccd1fb16f30ac55262b"
+
+
+# ---------------------------------------------------------------------------------------------- pre-training set
+
+
+def test_pretraining_set_is_images_only_reproducible_and_disjoint_from_the_tasks(hf_home):
+    sizes = {"train": 12, "validation": 4}
+    dd = S.load_pretraining_images(sizes=sizes, use_cache=False)
+    again = S.load_pretraining_images(sizes=sizes, use_cache=False)
+    assert {k: len(v) for k, v in dd.items()} == sizes and dd["train"].column_names == ["image"]
+    assert get_task_specs(dd) == {}
+    images = dd["train"][:]["image"]
+    assert images.shape == (12, 3, 64, 64) and images.min() >= 0 and images.max() <= 1
+    torch.testing.assert_close(images, again["train"][:]["image"], rtol=0, atol=0)
+    pool = torch.cat([dd["train"][:]["image"], dd["validation"][:]["image"]]).flatten(1)
+    for split in ("train", "validation", "test"):  # no task image of the same seed is in the pre-training set
+        task = torch.from_numpy(next(generate_batches("nyuv2", split, 12, 64, seed=0))["image"]).flatten(1)
+        assert torch.cdist(pool, task).min() > 0
+    assert torch.cdist(dd["train"][:]["image"].flatten(1), dd["validation"][:]["image"].flatten(1)).min() > 0
+    assert not hf_home.exists()
+    with pytest.raises(ValueError, match="splits"):
+        S.load_pretraining_images(sizes={"test": 4}, use_cache=False)
+
+
+def test_pretraining_style_is_wider_than_the_tasks_and_mixed_with_them():
+    n = 200
+    varied = S.sample_pretraining_scenes(0, "train", range(n), varied_fraction=1.0)
+    task = sample_scenes(0, "train", range(n))
+    fov = lambda scenes: np.degrees(2 * np.arctan(0.5 / scenes.focal))  # noqa: E731
+    assert fov(task).min() >= 55 - 1e-3 and fov(task).max() <= 75 + 1e-3
+    assert fov(varied).min() < 45 and fov(varied).max() > 85  # wider and narrower lenses
+    assert varied.cam_pos[:, 1].min() < 0.8 and varied.cam_pos[:, 1].max() > 2.0  # low and high cameras
+    objects = lambda s: s.box_active.sum(1) + s.sph_active.sum(1) + s.cyl_active.sum(1)  # noqa: E731
+    assert objects(varied).mean() > objects(task).mean()
+    textures = lambda s: set(np.unique(s.surfaces[..., S._C_TYPE]).astype(int))  # noqa: E731
+    assert textures(task) <= {0, 1, 2, 3} and textures(varied) >= {4, 5, 6}  # plaid, dots, rings
+
+    def floating_balls(s):  # spheres off the floor with no lamp pole under them
+        off_floor = (s.sph_center[..., 1] - s.sph_radius > 0.05) & s.sph_active
+        xz = s.sph_center[..., [0, 2]][:, :, None, :]
+        pole = (np.abs(xz - s.cyl_center[:, None, :, :]).max(-1) < 1e-5) & s.cyl_active[:, None, :]
+        return int((off_floor & ~pole.any(-1)).sum())
+
+    assert floating_balls(task) == 0 and floating_balls(varied) > 5
+    task_like = S.sample_pretraining_scenes(0, "train", range(n), varied_fraction=0.0)
+    assert fov(task_like).min() >= 55 - 1e-3 and fov(task_like).max() <= 75 + 1e-3
+    mixed = S.sample_pretraining_scenes(0, "train", range(n))
+    wide = (fov(mixed) < 55 - 1e-3) | (fov(mixed) > 75 + 1e-3)
+    assert 0.2 < wide.mean() < 0.6  # about half the scenes are varied, and a varied fov leaves [55, 75] often
+    with pytest.raises(ValueError, match="varied_fraction"):
+        S.sample_pretraining_scenes(0, "train", range(2), varied_fraction=1.5)

@@ -46,6 +46,11 @@ def test_demo_runs_every_stage_then_reuses_them(tmp_path, capsys):
     for name in ("relationships", "relationship_matrix", "layer_coefficients", "qualitative"):
         for suffix in (".png", ".svg"):
             assert (out / "figures" / f"{name}{suffix}").stat().st_size > 0
+    vectors = results["task_vectors"]  # ‖τ‖/‖θ0‖ and cosines of every fine-tuned encoder, shown in the output
+    assert set(vectors["tau_ratio"]) == {"segmentation", "depth", "normals", "MTL"}
+    assert all(v > 0 for v in vectors["tau_ratio"].values())
+    assert abs(vectors["cosine"]["depth"]["depth"] - 1) < 1e-9 and abs(vectors["cosine"]["depth"]["normals"]) < 1
+    assert "‖τ‖/‖θ0‖" in printed and "‖τ‖/‖θ0‖" in (out / "task_vectors.md").read_text()
     coefficients = json.loads((out / "layer_coefficients.json").read_text())
     assert set(coefficients["coefficients"]) == {"segmentation", "depth", "normals"}
     card = ModelCard.load(out / "models" / "ta-representation" / "model" / "README.md")

@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from conftest import tiny_model
+from helpers.tiny import tiny_model
 from hf_simo import ImageInputError, SimoDensePredictionPipeline
 from hf_simo.image_processing_simo import make_image_processor
 

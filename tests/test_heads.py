@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DPTForDepthEstimation
 
-from conftest import TINY_DPT, tiny_backbone_config, tiny_model
+from helpers.tiny import TINY_DPT, tiny_backbone_config, tiny_model
 from hf_simo.heads import HEAD_BUILDERS, DPTHead, LinearHead, build_head, dpt_config_for
 
 

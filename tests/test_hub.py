@@ -4,7 +4,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import tiny_model, write_hub_cache
+from helpers.hub import write_hub_cache
+from helpers.tiny import tiny_model
 from hf_simo.hub import (
     CheckpointError,
     UnsafeCheckpointError,

@@ -3,7 +3,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_config
+from helpers.tiny import tiny_config
 from hf_simo.losses import cosine_loss, cross_entropy_loss, masked_l1_loss, task_loss, valid_mask
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers.checkpoints import build_base, build_sources, build_task, encoder_state, leftovers, rewrite_weights
 from hf_simo import CheckpointError, SimoModel, UnsafeCheckpointError
 from hf_simo.merging import MergeOptionError, NotFineTunedError, merge, merge_to_folder
-from test_merge_fixtures import build_base, build_sources, build_task, encoder_state, leftovers, rewrite_weights
 
 
 @pytest.fixture

@@ -10,11 +10,12 @@ import json
 import pytest
 import torch
 
+from helpers.checkpoints import build_sources, leftovers
+from helpers.hub import FakeHfApi
 from hf_simo import SimoModel
+from hf_simo.cli import main as hf_simo_main
+from hf_simo.cli.merge import add_merge_subparser, main, run_merge
 from hf_simo.merging import METHODS, MergeArguments, merge, merge_from_arguments, merge_to_folder
-from hf_simo.merging.cli import add_merge_subparser, main, run_merge
-from test_merge_fixtures import build_sources, leftovers
-from test_merge_hub import FakeHfApi
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +219,25 @@ def test_merge_recipe_reads_a_yaml_file(sources, tmp_path):
     config.write_text(config.read_text() + "densty: 0.2\n")  # a typo in a key is an error, not a silent default
     with pytest.raises(SystemExit, match="densty"):
         recipe.main([str(config)])
+
+
+def test_shipped_merge_yaml_parses():
+    from helpers.recipes import RECIPES
+    from hf_simo.cli.merge import RECIPE
+
+    (parsed,), _ = RECIPE.parse(["--config", str(RECIPES / "configs" / "merge.yaml")])
+    assert parsed.method == "ties" and len(parsed.tasks) == 3
+    assert RECIPE.parse([str(RECIPES / "configs" / "merge.yaml")])[0] == (parsed,)  # the legacy sole-YAML form
+
+
+def test_merge_through_the_top_level_cli(sources, tmp_path, capsys):
+    argv = ["merge", "--base", str(sources[0]), "--output", str(tmp_path / "merged"), "--no-progress"]
+    for folder in sources[1]:
+        argv += ["--task", str(folder)]
+    assert hf_simo_main([*argv, "--method", "ties", "--density", "0.5", "--alpha", "0.8"]) == 0
+    merged = SimoModel.from_pretrained(tmp_path / "merged")
+    assert merged.task_names == ["segmentation", "depth", "normals"]
+    assert merged.config.merge["method"] == "ties" and merged.config.merge["alpha"] == 0.8
+    assert "merged 3 task(s) with ties" in capsys.readouterr().out
+    assert hf_simo_main([*argv, "--method", "ties", "--density", "0"]) == 1  # out of range: one line, nothing written
+    assert "density" in capsys.readouterr().err

@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from conftest import PausedProcess
+from helpers.checkpoints import build_sources, leftovers
+from helpers.processes import PausedProcess
 from hf_simo.atomic import temporaries
 from hf_simo.cli import main
 from hf_simo.merging import merge_to_folder
-from test_merge_fixtures import build_sources, leftovers
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import Dinov2Model
 
-from conftest import TINY_TASKS
+from helpers.checkpoints import TASKS, build_base, build_sources, build_task, encoder_state, head_state
+from helpers.tiny import TINY_TASKS
 from hf_simo import SimoModel
 from hf_simo.merging import TaskSource, merge, merge_state_dicts, merge_to_folder
 from hf_simo.merging.methods import layer_group
-from test_merge_fixtures import TASKS, build_base, build_sources, build_task, encoder_state, head_state
 
 
 @pytest.fixture(scope="module")
@@ -285,3 +285,16 @@ def test_coefficient_groups_cover_embeddings_blocks_and_final_layernorm(sources)
     assert layer_group("embeddings.patch_embeddings.projection.weight", 4) == 0
     assert layer_group("encoder.layer.3.mlp.fc2.bias", 4) == 4
     assert layer_group("layernorm.bias", 4) == 5
+
+
+def test_builders_make_fine_tuned_single_task_checkpoints(tmp_path):
+    base_folder, folders = build_sources(tmp_path)
+    base = encoder_state(base_folder)
+    for folder, task in zip(folders, TASKS):
+        model = SimoModel.from_pretrained(folder)
+        assert model.task_names == [task]
+        assert model.config.base_model_name_or_path == str(base_folder)
+        tau = {k: v - base[k] for k, v in encoder_state(folder).items()}
+        assert set(tau) == set(base)
+        norm = sum(float(t.pow(2).sum()) for t in tau.values()) ** 0.5
+        assert 0 < norm / sum(float(v.pow(2).sum()) for v in base.values()) ** 0.5 < 0.05

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from helpers.checkpoints import build_sources, encoder_state
 from hf_simo import SimoModel
 from hf_simo.merging import LayerwiseMerge, coefficient_groups, functional_merge, merge, stack_task_vectors
-from test_merge_fixtures import build_sources, encoder_state
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import write_hub_cache
+from helpers.checkpoints import TASKS, build_base, build_task
+from helpers.hub import FakeHfApi, write_hub_cache
 from hf_simo import CheckpointError, SimoModel
 from hf_simo.merging import merge, merge_to_folder
-from test_merge_fixtures import TASKS, build_base, build_task
 
 
 @pytest.fixture
@@ -80,29 +79,6 @@ def test_unknown_repo_and_revision_are_clear_errors(hub_sources, tmp_path):
     with pytest.raises(CheckpointError, match="org/seg"):
         merge_to_folder(tmp_path / "x", ["org/seg@nope", "org/depth"], "org/base", progress=False)
     assert not (tmp_path / "x").exists()
-
-
-class FakeHfApi:
-    """Records the calls the push makes, and the files present in the folder when it is uploaded."""
-
-    calls: list = []
-
-    def __init__(self, token=None):
-        FakeHfApi.calls.append(("init", {"token": token}))
-
-    def create_repo(self, repo_id, **kwargs):
-        FakeHfApi.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
-        return f"https://huggingface.co/{repo_id}"
-
-    def create_commit(self, *, repo_id, operations, **kwargs):
-        files = sorted(op.path_in_repo for op in operations)  # what the commit adds
-        assert all(Path(op.path_or_fileobj).is_file() for op in operations)
-        FakeHfApi.calls.append(("create_commit", {"repo_id": repo_id, "files": files, **kwargs}))
-
-        class Info:
-            commit_url = f"https://huggingface.co/{repo_id}/commit/0123"
-
-        return Info()
 
 
 def test_push_uploads_exactly_the_merged_folder(hub_sources, tmp_path, monkeypatch):

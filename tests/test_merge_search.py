@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from conftest import random_labels
+from helpers.checkpoints import build_sources
+from helpers.tiny import random_labels
 from hf_simo import SimoModel
 from hf_simo.merging import merge, search
 from hf_simo.merging.search import evaluate
-from test_merge_fixtures import build_sources
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +104,8 @@ def test_consensus_lambda_grid_and_one_shot_iterators(sources, data):
 
 
 def test_tall_mask_scores_each_task_with_its_own_masked_encoder(sources, data):
+    from helpers.checkpoints import encoder_state
     from hf_simo.merging.methods import tall_mask
-    from test_merge_fixtures import encoder_state
 
     base, tasks = sources
     result = search(

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
-from conftest import tiny_config
+from helpers.tiny import tiny_config
 from hf_simo.metrics import (
+    ANGLE_BIN_DEGREES,
     EVALUATE_MODULE_PATH,
     MultiTaskMetrics,
     delta_mtl,
@@ -91,17 +92,32 @@ def test_normals_angles_by_hand():
     assert math.isclose(result["abs_err"], expected_abs, rel_tol=1e-9)
 
 
-def test_median_angle_matches_numpy_within_bin():
-    gen = torch.Generator().manual_seed(1)
-    labels = F.normalize(torch.randn(3, 3, 5, 7, generator=gen), dim=1)
-    pred = labels + 0.5 * torch.randn(3, 3, 5, 7, generator=gen)
+@pytest.mark.parametrize("width", [7, 8, 1])  # odd, even and tiny pixel counts
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_median_angle_matches_numpy_within_half_a_bin(width, seed):
+    gen = torch.Generator().manual_seed(seed)
+    labels = F.normalize(torch.randn(3, 3, 5 if width > 1 else 1, width, generator=gen), dim=1)
+    pred = labels + 0.5 * torch.randn(labels.shape, generator=gen)
     metric = metric_for(SPECS["normals"])
     metric.update(pred, labels)
     cos = (F.normalize(pred.double(), dim=1) * labels.double()).sum(1).clamp(-1, 1)
     angles = np.degrees(np.arccos(cos.numpy().ravel()))
     result = metric.compute()
-    assert abs(result["median_angle"] - np.median(angles)) <= 0.011
+    assert abs(result["median_angle"] - np.median(angles)) <= ANGLE_BIN_DEGREES / 2 + 1e-9
     assert math.isclose(result["mean_angle"], angles.mean(), rel_tol=1e-6)
+
+
+def test_median_of_an_even_count_is_the_mean_of_the_two_middle_angles():
+    """Two pixels at 10° and 20°: np.median says 15°, not the lower middle value."""
+    labels = torch.zeros(1, 3, 1, 2)
+    labels[:, 2] = 1.0
+    angles = torch.tensor([10.0, 20.0], dtype=torch.float64)
+    pred = torch.zeros(1, 3, 1, 2, dtype=torch.float64)
+    pred[0, 0, 0] = torch.sin(torch.deg2rad(angles))
+    pred[0, 2, 0] = torch.cos(torch.deg2rad(angles))
+    metric = metric_for(SPECS["normals"])
+    metric.update(pred, labels)
+    assert abs(metric.compute()["median_angle"] - 15.0) <= ANGLE_BIN_DEGREES / 2
 
 
 def test_empty_metrics_are_nan_not_errors():

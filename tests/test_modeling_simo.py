@@ -5,7 +5,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoImageProcessor, AutoModel, Dinov2Model
 
-from conftest import TINY_TASKS, random_labels, tiny_config, tiny_model, write_hub_cache
+from helpers.hub import write_hub_cache
+from helpers.tiny import TINY_TASKS, random_labels, tiny_config, tiny_model
 from hf_simo import CheckpointError, SimoModel, UnsafeCheckpointError, make_image_processor
 from hf_simo.modeling_simo import SimoModelOutput
 
@@ -354,16 +355,18 @@ def test_image_processor_override_is_saved(tmp_path):
     assert list(AutoImageProcessor.from_pretrained(tmp_path).image_std) == [0.25, 0.25, 0.25]
 
 
-def test_config_built_model_has_no_hub_calls(monkeypatch):
+def test_config_built_model_has_no_hub_calls(no_hub_calls):
     """Building from a config never touches the network, even with a base id recorded."""
-    import huggingface_hub
+    from helpers.hub import HubCallForbidden
+    from hf_simo.hub import resolve_repo
 
-    def boom(*args, **kwargs):
-        raise AssertionError("network call from __init__")
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", boom)
+    with pytest.raises(HubCallForbidden):  # positive control: the guard sits where hf_simo reads the Hub
+        resolve_repo("org/x")
+    assert no_hub_calls == ["snapshot_download('org/x')"]
+    no_hub_calls.clear()
     model = SimoModel(tiny_config(base_model_name_or_path="facebook/dinov2-base"))
     assert isinstance(model.dinov2, Dinov2Model)
+    assert no_hub_calls == []
 
 
 def test_loaded_models_keep_unused_parameters_frozen(tmp_path):

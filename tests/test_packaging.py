@@ -51,3 +51,43 @@ def test_every_subpackage_is_listed_for_setuptools():
         "hf_simo.model_cards"
     }
     assert found == listed, f"update [tool.setuptools] packages in pyproject.toml: {sorted(found ^ listed)}"
+
+
+def test_one_version_source():
+    import importlib.metadata
+
+    from hf_simo.version import __version__
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and project["dynamic"] == ["version"]
+    assert hf_simo.__version__ == __version__ == importlib.metadata.version("hf-simo")
+    written = [p for p in (ROOT / "src").rglob("*.py") if f'"{__version__}"' in p.read_text(encoding="utf-8")]
+    assert [p.name for p in written] == ["version.py"]
+
+
+# import name -> distribution, where they differ
+DISTRIBUTIONS = {"PIL": "pillow", "yaml": "pyyaml"}
+# needed at run time without a direct import: huggingface_hub's ModelCard.from_template renders with jinja2
+INDIRECT = {"jinja2"}
+EXTRAS = {"evaluate"}  # the optional `evaluate` module (hf_simo/evaluate_metrics), an extra
+
+
+def test_dependencies_are_what_the_runtime_imports():
+    import ast
+    import re
+    import sys
+
+    imported = set()
+    for path in (ROOT / "src" / "hf_simo").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            imported |= {n.split(".")[0] for n in names}
+    third_party = {n for n in imported if n not in sys.stdlib_module_names and n not in ("hf_simo", "__future__")}
+    needed = {DISTRIBUTIONS.get(n, n).lower() for n in third_party - EXTRAS} | INDIRECT
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {
+        re.split(r"[<>=!~ ;\[]", spec, maxsplit=1)[0].lower().replace("-", "_") for spec in project["dependencies"]
+    }
+    assert declared == {n.replace("-", "_") for n in needed}, f"declared but unused: {declared - needed}"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import tiny_model
+from helpers.tiny import tiny_model
 from hf_simo.cli import main
 from hf_simo.predict import output_names
 

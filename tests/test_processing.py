@@ -14,7 +14,7 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.modeling_outputs import DepthEstimatorOutput, SemanticSegmenterOutput
 from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
 
-from conftest import tiny_model
+from helpers.tiny import tiny_model
 from hf_simo import ImageInputError, make_image_processor, normalize_images
 from hf_simo.image_processing_simo import SimoImageProcessorPil, as_simo_image_processor, load_rgb_image
 

@@ -13,7 +13,8 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.hf_api import RepoUrl
 
 import hf_simo.publishing as publishing
-from conftest import tiny_model, write_hub_cache
+from helpers.hub import write_hub_cache
+from helpers.tiny import tiny_model
 from hf_simo import SimoModel
 from hf_simo.cards import write_model_card
 from hf_simo.publishing import PublishError, files_to_push, push_folder_to_hub, validate_model_folder

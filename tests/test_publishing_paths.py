@@ -19,12 +19,12 @@ from huggingface_hub import CommitInfo, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import EntryNotFoundError
 from huggingface_hub.hf_api import RepoUrl
 
-from conftest import tiny_model
+from helpers.checkpoints import build_sources
+from helpers.tiny import tiny_model
 from hf_simo import SimoModel
 from hf_simo.cards import TRANSFORMERS_GENERIC_TEXT, write_model_card
 from hf_simo.cli import main
 from hf_simo.publishing import PublishError, push_folder_to_hub
-from test_merge_fixtures import build_sources
 
 
 TOKEN = "hf_FAKEtokenThatMustNeverAppear0123"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from conftest import tiny_model
+from helpers.tiny import tiny_model
 from hf_simo.losses import task_loss
 from hf_simo.realign.heads import FeatureCache, compute_feature_cache, encoder_fingerprint, realign_heads
 

@@ -1,6 +1,5 @@
 """The re-alignment job end to end on tiny data: recipes/realign.py in both modes, its outputs and its bad inputs."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,21 +7,21 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from conftest import PausedProcess
+from helpers.processes import PausedProcess
+from helpers.recipes import RECIPES
+from helpers.recipes import load_recipe as load_recipes_module
 from hf_simo import SimoModel
-from hf_simo.training.args import DataArguments, FinetuneArguments, RunArguments
+from hf_simo.data import DataArguments
+from hf_simo.testing_utils import save_tiny_dataset, save_tiny_encoder
+from hf_simo.training.arguments import FinetuneArguments, RunArguments
 from hf_simo.training.finetune import run_finetune
-from hf_simo.training.testing import save_tiny_dataset, save_tiny_encoder
 
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "realign.py"
+RECIPE = RECIPES / "realign.py"
 
 
 def load_recipe():
-    spec = importlib.util.spec_from_file_location("recipe_realign", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipes_module("realign")
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +214,12 @@ def test_results_survive_a_kill_while_they_are_rewritten(checkpoints, tmp_path):
     assert (
         sorted(p.name for p in output_dir.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")) == []
     )
+
+
+def test_the_realign_verb_reports_typos_and_bad_values(capsys):
+    from hf_simo.cli import main
+
+    assert main(["realign", "--rnk", "4"]) == 2
+    assert "--rnk (did you mean --rank?)" in capsys.readouterr().err
+    assert main(["realign", "--mode", "adapters"]) == 1
+    assert "--mode must be head, representation or none" in capsys.readouterr().err

@@ -3,8 +3,8 @@ errors on bad input, the default-encoder cache and the Hub upload (mocked at the
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import math
 import re
 from pathlib import Path
 
@@ -14,20 +14,11 @@ import yaml
 from safetensors.torch import load_file
 from transformers import BertConfig, BertModel, Dinov2Model
 
+from helpers.recipes import RECIPES, load_recipe
 from hf_simo import SimoModel
 from hf_simo.accelerate_configs import available_configs, config_path, config_paths
+from hf_simo.testing_utils import save_tiny_dataset, save_tiny_encoder
 from hf_simo.training.run import RUN_ARGS_NAME, read_summary
-from hf_simo.training.testing import save_tiny_dataset, save_tiny_encoder
-
-
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-
-
-def load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -199,15 +190,10 @@ def test_bad_inputs_fail_with_one_clear_line(assets, tmp_path):
     ],
 )
 def test_non_positive_sizes_steps_and_epochs_are_refused_at_parsing(types, option, value, message):
-    from hf_simo.realign.job import RealignArguments
-    from hf_simo.training.args import (
-        DataArguments,
-        EncoderArguments,
-        FinetuneArguments,
-        MTLArguments,
-        RunArguments,
-        parse_args,
-    )
+    from hf_simo.cli.parser import parse_args
+    from hf_simo.data import DataArguments
+    from hf_simo.realign.arguments import RealignArguments
+    from hf_simo.training.arguments import EncoderArguments, FinetuneArguments, MTLArguments, RunArguments
 
     dataclass_types = {
         "run": RunArguments,
@@ -232,15 +218,14 @@ def test_default_encoder_is_pretrained_once_and_reused(assets, tmp_path):
                         "num_epochs": 1, "batch_size": 8})
     )  # fmt: skip
     finetune = load_recipe("finetune")
-    first = finetune.main(tiny_args(assets, tmp_path / "a", "--encoder_config", str(encoder_yaml), "--task", "depth"))
+    pretrain = ["--pretrain_encoder", "--encoder_config", str(encoder_yaml)]
+    first = finetune.main(tiny_args(assets, tmp_path / "a", *pretrain, "--task", "depth"))
     base = Path(SimoModel.from_pretrained(first).config.base_model_name_or_path)
     assert base.name == "model" and "encoders" in base.parts  # the cache under $HF_HOME/hf_simo/encoders
     encoder = Dinov2Model.from_pretrained(base)
     assert encoder.config.hidden_size == 32
     stamp = (base / "model.safetensors").stat().st_mtime_ns
-    second = finetune.main(
-        tiny_args(assets, tmp_path / "b", "--encoder_config", str(encoder_yaml), "--task", "normals")
-    )
+    second = finetune.main(tiny_args(assets, tmp_path / "b", *pretrain, "--task", "normals"))
     assert SimoModel.from_pretrained(second).config.base_model_name_or_path == str(base)
     assert (base / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
 
@@ -331,28 +316,106 @@ def test_packaged_accelerate_configs():
         config_path("tpu")
 
 
-@pytest.mark.parametrize("config", sorted((RECIPES / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "config", sorted(p for p in (RECIPES / "configs").glob("*.yaml") if p.stem != "merge"), ids=lambda p: p.name
+)
 def test_shipped_yaml_configs_parse(config):
-    from hf_simo.merging import MergeArguments
-    from hf_simo.realign.job import RealignArguments
-    from hf_simo.training.args import (
-        DataArguments,
-        EncoderArguments,
-        FinetuneArguments,
-        MTLArguments,
-        RunArguments,
-        parse_args,
-    )
+    """Each shipped config parses with its recipe's own command (unknown keys would raise); merge.yaml: in
+    test_merge_cli.py."""
+    import importlib
 
-    if config.stem == "merge":
-        (parsed,) = parse_args([MergeArguments], [str(config)])
-        assert parsed.method == "ties" and len(parsed.tasks) == 3
-        return
+    from hf_simo.cli.parser import parse_args
+    from hf_simo.data import DataArguments
+    from hf_simo.realign.arguments import RealignArguments
+    from hf_simo.training.arguments import EncoderArguments, FinetuneArguments, MTLArguments
+
+    kind = config.stem.split("_")[0]
+    recipe = {"pretrain": "pretrain_encoder", "finetune": "finetune", "train": "train_mtl", "realign": "realign"}
+    command = importlib.import_module(f"hf_simo.cli.{recipe[kind]}").COMMAND
+    parsed, _ = command.parse(["--config", str(config)])
     first = {
         "pretrain": EncoderArguments,
         "finetune": FinetuneArguments,
         "train": MTLArguments,
         "realign": RealignArguments,
-    }[config.stem.split("_")[0]]
-    parsed = parse_args([first, DataArguments, RunArguments], [str(config)])  # unknown keys would raise
-    assert isinstance(parsed[0], first)
+    }[kind]
+    assert isinstance(parsed[0], first) and isinstance(parsed[1], DataArguments)
+    assert parse_args(command.arguments, [str(config)]) == parsed  # the legacy sole-YAML form reads the same
+
+
+def test_encoder_learning_rate_and_layer_decay_reach_the_optimizer(assets, tmp_path, monkeypatch):
+    """Stage 2's AdamW gets one rate per block (decayed from the last block down), the embeddings the lowest, the
+    final norm the encoder's rate and the heads the stage-2 rate; weight decay stays off biases and norms."""
+    import hf_simo.training.loop as loop
+
+    created = []
+
+    class RecordingAdamW(torch.optim.AdamW):
+        def __init__(self, params, **kwargs):
+            super().__init__(params, **kwargs)
+            created.append(self)
+
+    monkeypatch.setattr(loop.torch.optim, "AdamW", RecordingAdamW)
+    head_lr, encoder_lr, decay = 1e-3, 2e-4, 0.5
+    extra = ["--model_name_or_path", assets["encoder"], "--task", "depth", "--stage2_learning_rate", str(head_lr)]
+    extra += ["--stage2_encoder_learning_rate", str(encoder_lr), "--layer_decay", str(decay)]
+    folder = load_recipe("finetune").main(tiny_args(assets, tmp_path / "llrd", *extra))
+    model = SimoModel.from_pretrained(folder)
+    stage1, stage2 = created
+    layers = model.config.backbone_config.num_hidden_layers
+    expected_sizes: dict = {}  # layer id -> parameter count, from the names (mask token: frozen, unused)
+    for name, param in model.named_parameters():
+        if "mask_token" in name:
+            continue
+        if name.startswith("dinov2.embeddings."):
+            layer = 0
+        elif name.startswith("dinov2.encoder.layer."):
+            layer = int(name.split(".")[3]) + 1
+        else:
+            layer = layers + 1 if name.startswith("dinov2.") else None
+        expected_sizes[layer] = expected_sizes.get(layer, 0) + param.numel()
+    seen, sizes = {}, {}
+    for group in stage2.param_groups:
+        layer = group["layer_id"]
+        expected = head_lr if layer is None else encoder_lr * decay ** (layers + 1 - layer)
+        assert math.isclose(group["max_lr"], expected, rel_tol=1e-12), group["layer_id"]
+        for param in group["params"]:
+            seen[id(param)] = (layer, group["weight_decay"], param.ndim)
+            sizes[layer] = sizes.get(layer, 0) + param.numel()
+    assert sizes == expected_sizes  # heads, embeddings, every block and the final norm, each in its own groups
+    assert all(wd == 0.0 for _, wd, ndim in seen.values() if ndim < 2)
+    assert any(wd > 0 for _, wd, ndim in seen.values() if ndim >= 2)
+    assert all("layer_id" not in g for g in stage1.param_groups)  # stage 1: the heads at one rate, as before
+    summary = read_summary(tmp_path / "llrd")
+    assert summary["encoder_drift"]["tau_ratio"] > 0 and -1 <= summary["encoder_drift"]["cosine_to_base"] <= 1
+
+
+def test_layer_ids_follow_beit_and_dinov2():
+    from hf_simo.training.finetune import encoder_layer_id
+
+    assert encoder_layer_id("dinov2.embeddings.patch_embeddings.projection.weight", 12) == 0
+    assert encoder_layer_id("dinov2.embeddings.cls_token", 12) == 0
+    assert encoder_layer_id("dinov2.encoder.layer.0.mlp.fc1.weight", 12) == 1
+    assert encoder_layer_id("dinov2.encoder.layer.11.norm2.bias", 12) == 12
+    assert encoder_layer_id("dinov2.layernorm.weight", 12) == 13
+    assert encoder_layer_id("heads.depth.conv.weight", 12) is None
+
+
+def test_default_learning_rates_keep_one_group_per_decay_kind():
+    from hf_simo.training.arguments import FinetuneArguments, RunArguments
+    from hf_simo.training.finetune import two_stages
+
+    stages = two_stages(FinetuneArguments(), RunArguments())
+    assert stages[1].trainable == [""] and stages[1].learning_rate == 2e-3
+    same = two_stages(FinetuneArguments(stage2_encoder_learning_rate=2e-3), RunArguments())
+    assert same[1].trainable == [""]  # the same rate as the heads: the default behaviour, bit for bit
+
+
+def test_bad_learning_rate_options_are_refused(assets, tmp_path):
+    finetune = load_recipe("finetune")
+    base = tiny_args(assets, tmp_path / "x", "--model_name_or_path", assets["encoder"], "--task", "depth")
+    with pytest.raises(SystemExit, match="layer_decay"):
+        finetune.main([*base, "--layer_decay", "1.5"])
+    with pytest.raises(SystemExit, match="stage2_encoder_learning_rate"):
+        finetune.main([*base, "--stage2_encoder_learning_rate", "0"])
+    assert not (tmp_path / "x").exists()

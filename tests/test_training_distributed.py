@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from hf_simo import SimoModel
+from hf_simo.testing_utils import save_tiny_dataset, save_tiny_encoder
 from hf_simo.training.run import read_summary
-from hf_simo.training.testing import save_tiny_dataset, save_tiny_encoder
 
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,9 @@ from datasets import Dataset
 from transformers import Dinov2Config, Dinov2Model
 
 from hf_simo import SimoModel
+from hf_simo.data.transforms import make_augmentation
 from hf_simo.metrics import MultiTaskMetrics
+from hf_simo.testing_utils import TINY_ENCODER, TINY_TASK_SPECS, make_tiny_dataset
 from hf_simo.training import (
     Stage,
     TrainerConfig,
@@ -26,9 +28,8 @@ from hf_simo.training import (
     shard_bounds,
     shard_dataset,
 )
-from hf_simo.training.data import make_augmentation, make_simo_loss_fn
+from hf_simo.training.data import make_simo_loss_fn
 from hf_simo.training.loop import TRAINER_STATE_NAME, TrainingError
-from hf_simo.training.testing import TINY_ENCODER, TINY_TASK_SPECS, make_tiny_dataset
 
 
 DPT_TINY = {"fusion_hidden_size": 16}

@@ -36,15 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from .crashpoints import pause_point
+from .errors import OutputBusyError, OutputExistsError
 
 
 logger = logging.getLogger(__name__)
 
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
-
-
-class OutputBusyError(RuntimeError):
-    """Another process is writing the same output (it holds the output's lock)."""
 
 
 def lock_path(target: str | os.PathLike) -> Path:
@@ -135,6 +132,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically."""
+    with atomic_file(path) as temporary:
+        temporary.write_bytes(data)
+    return Path(path)
+
+
 def atomic_write_json(path: str | os.PathLike, data: Any, **dumps: Any) -> Path:
     """`json.dumps(data, **dumps)` written to `path` atomically (serialised first: a bad value writes nothing)."""
     return atomic_write_text(path, json.dumps(data, **dumps))
@@ -199,19 +203,24 @@ def recover_output(target: str | os.PathLike) -> list[str]:
     return done
 
 
-def check_can_write(target: str | os.PathLike, overwrite: bool, when: str = "") -> None:
-    """`FileExistsError` if `target` exists and `overwrite` is off (a quick check before any work)."""
+def check_can_write(target: str | os.PathLike, overwrite: bool | str, when: str = "") -> None:
+    """`OutputExistsError` (a `FileExistsError`) if `target` exists and `overwrite` is off (a quick check before any
+    work); ``overwrite="keep"`` (a cache) accepts an existing `target`."""
     target = Path(target)
     if os.path.lexists(target) and not overwrite:
-        raise FileExistsError(f"{target} already exists{when}; pass overwrite=True (CLI: --overwrite) to replace it")
+        raise OutputExistsError(f"{target} already exists{when}; pass overwrite=True (CLI: --overwrite) to replace it")
 
 
-def _swap_in(temporary: Path, target: Path, overwrite: bool) -> None:
-    """Rename the complete `temporary` to `target`; an existing `target` is renamed aside first and deleted last."""
+def _swap_in(temporary: Path, target: Path, overwrite: bool | str) -> None:
+    """Rename the complete `temporary` to `target`; an existing `target` is renamed aside first and deleted last
+    (``overwrite="keep"``: an existing `target` stays and `temporary` is discarded)."""
     _fsync_tree(temporary)
     if not os.path.lexists(target):
         os.rename(temporary, target)
         _fsync(target.parent)
+        return
+    if overwrite == "keep":
+        _remove(temporary)
         return
     check_can_write(target, overwrite, " (it appeared while this run was writing)")
     previous = _temporary(target, "old")
@@ -230,13 +239,14 @@ def _swap_in(temporary: Path, target: Path, overwrite: bool) -> None:
 
 @contextmanager
 def atomic_folder(
-    target: str | os.PathLike, *, overwrite: bool = False, wait_for_lock: bool = False
+    target: str | os.PathLike, *, overwrite: bool | str = False, wait_for_lock: bool = False
 ) -> Iterator[Path]:
     """Yield an empty folder beside `target` to write into; it becomes `target` when the block succeeds.
 
-    On any error (or a kill) `target` is left as it was. `FileExistsError` if `target` exists (also if it appeared
-    while waiting for the lock) unless `overwrite`; `OutputBusyError` if another process is writing it, unless
-    `wait_for_lock`.
+    On any error (or a kill) `target` is left as it was. `OutputExistsError` (a `FileExistsError`) if `target`
+    exists (also if it appeared while waiting for the lock) unless `overwrite`; ``overwrite="keep"`` is a cache's
+    rule: a `target` that exists when the block ends (another process built it meanwhile) is kept and this one
+    discarded, without error. `OutputBusyError` if another process is writing it, unless `wait_for_lock`.
     """
     target = Path(target)
     check_can_write(target, overwrite)
@@ -255,15 +265,47 @@ def atomic_folder(
             raise
 
 
+# ------------------------------------------------------------------------------------- several processes
+
+
+def staging_folder(target: str | os.PathLike, token: str) -> Path:
+    """An empty temporary folder beside `target` that several processes write into together (each computes the
+    same path from the same `token`, e.g. a step number), before one of them `commit_folder`s it.
+
+    Named like `atomic_folder`'s temporaries (``.<name>.<token>.partial``), so `recover_output` removes what a
+    killed run left. The caller orders the processes (barriers); nothing here locks.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", token):
+        raise ValueError(f"token must be letters, digits, '-' or '_', got {token!r}")
+    target = Path(target)
+    staging = target.parent / f".{target.name}.{token}.partial"
+    if staging.exists():
+        _remove(staging)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def commit_folder(staging: str | os.PathLike, target: str | os.PathLike, *, overwrite: bool | str = False) -> Path:
+    """Make the complete `staging` folder `target` (flushed, swapped in as `atomic_folder` does); one process calls
+    it, after every writer has finished."""
+    target = Path(target)
+    _swap_in(Path(staging), target, overwrite)
+    return target
+
+
 __all__ = [
     "OutputBusyError",
+    "OutputExistsError",
     "atomic_file",
     "atomic_folder",
+    "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "check_can_write",
+    "commit_folder",
     "lock_path",
     "output_lock",
     "recover_output",
+    "staging_folder",
     "temporaries",
 ]

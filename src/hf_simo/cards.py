@@ -509,7 +509,7 @@ class SimoCardData(CardData):
 
 
 def _version() -> str:
-    from . import __version__
+    from .version import __version__
 
     return __version__
 

@@ -16,6 +16,8 @@ from typing import Any
 from transformers import AutoConfig, Dinov2Config, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .errors import TaskSpecError
+
 
 TASK_KINDS = ("semantic_segmentation", "depth", "disparity", "surface_normals", "regression")
 HEAD_TYPES = ("linear", "dpt")
@@ -53,10 +55,6 @@ DPT_HEAD_OPTIONS: dict[str, Any] = {
     "add_projection": False,
     "semantic_classifier_dropout": 0.1,
 }
-
-
-class TaskSpecError(ValueError):
-    """A task spec is invalid; the message names the task and the field."""
 
 
 def default_feature_layers(num_hidden_layers: int, num_features: int = 4) -> list[int]:

@@ -3,6 +3,14 @@
 Everything that touches the Hub for *reading* goes through `resolve_repo`, which downloads only configs and
 safetensors (never pickles unless asked) and records the commit a source resolved to, so merged models can say
 exactly which checkpoints they were built from.
+
+The Hub options travel as two carriers instead of keyword sets threaded through every signature (and they are the
+command-line options of every verb that reads or pushes, in transformers' spelling):
+
+- `HubOptions` (``--token``, ``--cache_dir``, ``--local_files_only``, ``--allow_pickle``): how sources are read;
+  ``resolve_repo(source, hub=HubOptions(...))``;
+- `PushOptions` (``--hub_model_id``, ``--hub_private_repo``, ``--hub_revision``, ``--commit_message``,
+  ``--create_pr``): where and how a result is pushed (`hf_simo.publishing`; the token is `HubOptions.token`).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import (
@@ -22,6 +31,9 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from .errors import CheckpointError, UnsafeCheckpointError
+from .utils.fields import option
+
 
 SAFETENSORS_PATTERNS = ["*.json", "*.safetensors", "*.md"]
 PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt"]
@@ -30,12 +42,43 @@ SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used as asked; the message names the source and the fix."""
+@dataclass
+class HubOptions:
+    """How checkpoints and datasets are read from the Hub (every verb that reads sources takes these options)."""
+
+    token: str | None = option(
+        None, "Hugging Face token (default: HF_TOKEN or the `hf auth login` one); never printed or stored."
+    )
+    cache_dir: str | None = option(None, "Hugging Face cache folder (default: $HF_HUB_CACHE).")
+    local_files_only: bool = option(False, "Use the local Hugging Face cache only; never download.")
+    allow_pickle: bool = option(
+        False, "Allow .bin/.pt (pickle) checkpoints: unpickling can run code, so only for checkpoints you trust."
+    )
+
+    def download_kwargs(self) -> dict[str, Any]:
+        """The keywords of `huggingface_hub.snapshot_download` / `from_pretrained` these options set."""
+        return {"token": self.token, "cache_dir": self.cache_dir, "local_files_only": self.local_files_only}
 
 
-class UnsafeCheckpointError(CheckpointError):
-    """A checkpoint only has pickle weights and the user did not allow unpickling."""
+@dataclass
+class PushOptions:
+    """Where and how a result is pushed to the Hub (transformers' `TrainingArguments` spelling); whether to push is
+    the job's own ``--push_to_hub`` flag, the token is `HubOptions.token`."""
+
+    hub_model_id: str | None = option(None, "The Hub repo to push to, ORG/NAME.")
+    hub_private_repo: bool = option(False, "Create the Hub repo as private.")
+    hub_revision: str | None = option(None, "Branch of the Hub repo to commit to (created if missing).")
+    commit_message: str | None = option(None, "Commit message of the push.")
+    create_pr: bool = option(False, "Open a pull request instead of committing to the branch.")
+
+    def push_kwargs(self) -> dict[str, Any]:
+        """The keywords of `hf_simo.publishing.push_folder_to_hub` these options set (not the repo id)."""
+        return {
+            "private": self.hub_private_repo,
+            "revision": self.hub_revision,
+            "commit_message": self.commit_message,
+            "create_pr": self.create_pr,
+        }
 
 
 @dataclass(frozen=True)
@@ -76,12 +119,24 @@ def resolve_repo(
     local_files_only: bool = False,
     allow_pickle: bool = False,
     allow_patterns: list[str] | None = None,
+    hub: HubOptions | None = None,
+    repo_type: str = "model",
 ) -> ResolvedRepo:
     """A local folder as is, or a Hub repo downloaded (configs and safetensors only) into the HF cache.
 
     Honours `HF_HUB_OFFLINE`, `HF_HUB_CACHE` and `HF_TOKEN` like every huggingface_hub call. The token is passed
-    through and never stored or printed.
+    through and never stored or printed. `hub`: the Hub options as one `HubOptions` (instead of the keywords).
+    `repo_type`: "dataset" for a dataset repo (then pass the `allow_patterns` of its files).
     """
+    if hub is not None:
+        if token is not None or cache_dir is not None or local_files_only or allow_pickle:
+            raise TypeError("resolve_repo: give the Hub options either as hub=HubOptions(...) or as keywords")
+        token, cache_dir, local_files_only, allow_pickle = (
+            hub.token,
+            hub.cache_dir,
+            hub.local_files_only,
+            hub.allow_pickle,
+        )
     name_or_path = os.fspath(name_or_path)
     if revision is None:
         name_or_path, revision = split_revision(name_or_path)
@@ -104,6 +159,7 @@ def resolve_repo(
             cache_dir=cache_dir,
             local_files_only=local_files_only,
             allow_patterns=patterns,
+            repo_type=repo_type,
         )
     except RevisionNotFoundError as err:
         raise CheckpointError(f"{name_or_path!r}: revision {revision!r} not found ({err.__class__.__name__})") from err
@@ -113,7 +169,7 @@ def resolve_repo(
             "(`hf auth login`) for a private repo"
         ) from err
     except LocalEntryNotFoundError as err:
-        cached = cached_revisions(name_or_path, cache_dir) if revision is not None else []
+        cached = cached_revisions(name_or_path, cache_dir, repo_type) if revision is not None else []
         if cached:
             raise CheckpointError(
                 f"{name_or_path!r}: revision {revision!r} is not in the offline Hugging Face cache (it holds "
@@ -136,8 +192,8 @@ def resolve_repo(
     return ResolvedRepo(path=path, name_or_path=name_or_path, revision=revision, commit=commit)
 
 
-def cached_revisions(repo_id: str, cache_dir: str | os.PathLike | None = None) -> list[str]:
-    """The refs (branches, tags) and short commits of a model repo in the Hugging Face cache; [] if it has none."""
+def cached_revisions(repo_id: str, cache_dir: str | os.PathLike | None = None, repo_type: str = "model") -> list[str]:
+    """The refs (branches, tags) and short commits of a repo in the Hugging Face cache; [] if it has none."""
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
@@ -146,7 +202,7 @@ def cached_revisions(repo_id: str, cache_dir: str | os.PathLike | None = None) -
     except (CacheNotFound, OSError):
         return []
     for repo in info.repos:
-        if repo.repo_id == repo_id and repo.repo_type == "model":
+        if repo.repo_id == repo_id and repo.repo_type == repo_type:
             refs = sorted(repo.refs)
             commits = sorted(r.commit_hash[:12] for r in repo.revisions if not r.refs)
             return refs + commits
@@ -199,6 +255,8 @@ def safetensors_files(
 
 __all__ = [
     "CheckpointError",
+    "HubOptions",
+    "PushOptions",
     "ResolvedRepo",
     "cached_revisions",
     "UnsafeCheckpointError",

@@ -33,16 +33,13 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil, get_resize_output_image_size
 from transformers.utils import is_torchvision_available
 
+from .errors import ImageInputError
 from .modeling_outputs import task_kind_of
 
 
 DEFAULT_SIZE = 518  # DINOv2's pre-training resolution, Depth Anything's default
 DEFAULT_PATCH_SIZE = 14
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-
-
-class ImageInputError(ValueError):
-    """An input image cannot be used; the message names the image and the fix."""
 
 
 # ---------------------------------------------------------------------------------------------- inputs

@@ -20,6 +20,7 @@ from transformers.utils import ModelOutput
 
 from .block_adapters import attach_block_adapters, validate_rank
 from .configuration_simo import SimoConfig, TaskSpec
+from .errors import UnknownTaskError
 from .heads import build_head
 from .hub import CheckpointError, resolve_repo, safetensors_files
 from .image_processing_simo import make_image_processor
@@ -332,7 +333,7 @@ class SimoModel(SimoPreTrainedModel):
 
     def select_tasks(self, names: list[str]) -> SimoModel:
         """Keep only the heads of `names` (in that order), in place."""
-        self._check_task_names(names)
+        self.check_task_names(names)
         self.heads = nn.ModuleDict({name: self.heads[name] for name in names})
         self.config.tasks = {name: self.config.tasks[name] for name in names}
         self.config.sync_label_maps()
@@ -340,15 +341,16 @@ class SimoModel(SimoPreTrainedModel):
 
     def drop_tasks(self, names: list[str]) -> SimoModel:
         """Remove the heads of `names`, in place."""
-        self._check_task_names(names)
+        self.check_task_names(names)
         return self.select_tasks([name for name in self.task_names if name not in set(names)])
 
-    def _check_task_names(self, names) -> None:
+    def check_task_names(self, names) -> None:
+        """`UnknownTaskError` (a `KeyError`) naming the tasks of `names` this model does not have."""
         if isinstance(names, str):
             raise TypeError(f"expected a list of task names, got the string {names!r}")
         unknown = [name for name in names if name not in self.heads]
         if unknown:
-            raise KeyError(f"unknown task(s) {unknown}; this model has tasks {self.task_names}")
+            raise UnknownTaskError(f"unknown task(s) {unknown}; this model has tasks {self.task_names}")
 
     # ------------------------------------------------------------------ forward
 
@@ -388,7 +390,7 @@ class SimoModel(SimoPreTrainedModel):
     ) -> dict[str, torch.Tensor]:
         """Run the heads on an encoding; predictions at `output_size` (default: the un-padded input size)."""
         tasks = self.task_names if tasks is None else list(tasks)
-        self._check_task_names(tasks)
+        self.check_task_names(tasks)
         top, bottom, left, right = encoding.padding or (0, 0, 0, 0)
         patch = _as_pair(self.config.backbone_config.patch_size)
         padded = (encoding.grid[0] * patch[0], encoding.grid[1] * patch[1])
@@ -429,7 +431,7 @@ class SimoModel(SimoPreTrainedModel):
             raise TypeError(f"SimoModel.forward got unexpected argument(s) {sorted(kwargs)}")
         return_dict = self.config.return_dict if return_dict is None else return_dict
         tasks = self.task_names if tasks is None else list(tasks)
-        self._check_task_names(tasks)
+        self.check_task_names(tasks)
         if labels is not None:
             if not isinstance(labels, dict):
                 raise TypeError(f"labels must be a dict of task name -> tensor, got {type(labels).__name__}")
@@ -447,7 +449,7 @@ class SimoModel(SimoPreTrainedModel):
             task_losses = {}
             for name, target in labels.items():
                 spec = self.config.get_task(name)
-                target = _check_labels(name, spec, target, pixel_values)
+                target = check_task_labels(name, spec, target, pixel_values)
                 task_losses[name] = task_loss(spec, predictions[name], target)
             loss = torch.stack(list(task_losses.values())).mean()
 
@@ -523,7 +525,7 @@ def _as_pair(value) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
 
 
-def _check_labels(name: str, spec: TaskSpec, labels: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+def check_task_labels(name: str, spec: TaskSpec, labels: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
     """Validate one task's labels against its spec; return them in the canonical shape."""
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"labels for task {name!r} must be a torch.Tensor, got {type(labels).__name__}")
@@ -586,6 +588,7 @@ __all__ = [
     "SimoModel",
     "SimoModelOutput",
     "SimoPreTrainedModel",
+    "check_task_labels",
     "freeze_unused_parameters",
     "is_unused_parameter",
     "load_dinov2_encoder",

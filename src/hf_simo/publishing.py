@@ -44,6 +44,7 @@ from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
 from .cards import card_kind, card_needs_writing, is_hub_id, refresh_model_card
 from .configuration_simo import SimoConfig
+from .errors import PublishError
 from .hub import PICKLE_PATTERNS, CheckpointError, safetensors_files
 from .weights import check_checkpoint_matches_config
 
@@ -83,10 +84,6 @@ NO_TOKEN_MESSAGE = (
     "no Hugging Face token: pass token=..., set the HF_TOKEN environment variable, or run `hf auth login` "
     "(a token with write access to the target namespace)"
 )
-
-
-class PublishError(ValueError):
-    """A folder cannot be pushed as asked; the message names what is wrong and how to fix it (one line)."""
 
 
 @dataclasses.dataclass(frozen=True)

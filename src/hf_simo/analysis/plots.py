@@ -251,11 +251,42 @@ def plot_layer_coefficients(
     return save_figure(figure, output, formats=formats, dpi=dpi)
 
 
+def plot_loss_curve(
+    records: Sequence[Mapping[str, float]],
+    output: str | os.PathLike,
+    *,
+    title: str | None = None,
+    formats: Sequence[str] = ("png",),
+    dpi: int = DEFAULT_DPI,
+) -> list[Path]:
+    """Training loss (every logged step) and validation loss (every evaluation) against the optimizer step.
+
+    `records`: dicts with ``step`` and ``train_loss`` and/or ``eval_loss`` (as `loss_curve.jsonl` holds them).
+    """
+    train = [(r["step"], r["train_loss"]) for r in records if r.get("train_loss") is not None]
+    evals = [(r["step"], r["eval_loss"]) for r in records if r.get("eval_loss") is not None]
+    if not train and not evals:
+        raise ValueError("no train_loss or eval_loss in the records: nothing to plot")
+    figure = new_figure(6.0, 3.8)
+    ax = figure.subplots()
+    if train:
+        ax.plot(*zip(*train), linewidth=0.8, alpha=0.6, color="tab:blue", label="training (logged steps)")
+    if evals:
+        ax.plot(*zip(*evals), marker="o", markersize=3, linewidth=1.6, color="tab:orange", label="validation")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best")
+    ax.set_title(title or "Loss curve")
+    return save_figure(figure, output, formats=formats, dpi=dpi)
+
+
 __all__ = [
     "DEFAULT_DPI",
     "DEFAULT_FORMATS",
     "new_figure",
     "plot_layer_coefficients",
+    "plot_loss_curve",
     "plot_relationship_matrix",
     "plot_relationships",
     "save_figure",

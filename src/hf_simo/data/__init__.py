@@ -28,33 +28,54 @@ Public API:
   augment=True)`` wraps it for a `DataLoader`.
 - ``generate_batches(preset, split, num_samples, image_size=64, seed=0)``: stream benchmark batches as numpy.
 
-Errors: missing folders/files raise `DatasetNotFoundError` (a `FileNotFoundError`), malformed files raise
+- ``load_training_data(dataset, ...)`` / ``load_data(DataArguments)``: a dataset by its ``--dataset`` name (preset,
+  real dataset or saved folder), as every recipe and verb loads it; ``DataArguments``: those options.
+
+Names load on first use (`hf_simo.utils.lazy`). Errors: missing folders/files raise `DatasetNotFoundError` (a `FileNotFoundError`), malformed files raise
 `DataFormatError` (a `ValueError`); both name the file and the expected layout.
 """
 
-from __future__ import annotations
+from typing import TYPE_CHECKING
 
-from ._common import DataFormatError, DatasetNotFoundError
-from .cityscapes import load_cityscapes
-from .nyuv2 import load_nyuv2
-from .specs import BENCHMARK_CLASS_NAMES, BENCHMARK_PRESETS, get_task_specs
-from .synthetic import generate_batches, load_benchmark
-from .taskonomy import TASKONOMY_BUILDINGS, load_taskonomy
-from .transforms import make_collate_fn, random_scale_crop
+from ..utils.lazy import lazy_exports
 
 
-__all__ = [
-    "BENCHMARK_CLASS_NAMES",
-    "BENCHMARK_PRESETS",
-    "TASKONOMY_BUILDINGS",
-    "DataFormatError",
-    "DatasetNotFoundError",
-    "generate_batches",
-    "get_task_specs",
-    "load_benchmark",
-    "load_cityscapes",
-    "load_nyuv2",
-    "load_taskonomy",
-    "make_collate_fn",
-    "random_scale_crop",
-]
+_EXPORTS = {
+    "BENCHMARK_CLASS_NAMES": "hf_simo.data.specs",
+    "BENCHMARK_PRESETS": "hf_simo.data.specs",
+    "DataArguments": "hf_simo.data.arguments",
+    "DataFormatError": "hf_simo.errors",
+    "DatasetNotFoundError": "hf_simo.errors",
+    "REAL_DATASETS": "hf_simo.data.specs",
+    "TASKONOMY_BUILDINGS": "hf_simo.data.taskonomy",
+    "check_splits": "hf_simo.data.loading",
+    "default_cache_root": "hf_simo.data._common",
+    "generate_batches": "hf_simo.data.synthetic",
+    "get_task_specs": "hf_simo.data.specs",
+    "load_benchmark": "hf_simo.data.synthetic",
+    "load_cityscapes": "hf_simo.data.cityscapes",
+    "load_data": "hf_simo.data.loading",
+    "load_nyuv2": "hf_simo.data.nyuv2",
+    "load_pretraining_images": "hf_simo.data.synthetic",
+    "load_taskonomy": "hf_simo.data.taskonomy",
+    "load_training_data": "hf_simo.data.loading",
+    "make_augmentation": "hf_simo.data.transforms",
+    "make_collate_fn": "hf_simo.data.transforms",
+    "random_scale_crop": "hf_simo.data.transforms",
+    "select_tasks": "hf_simo.data.loading",
+    "task_columns": "hf_simo.data.loading",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # for IDEs and type checkers; at run time the table above resolves the names
+    from hf_simo.data._common import default_cache_root
+    from hf_simo.data.arguments import DataArguments
+    from hf_simo.data.cityscapes import load_cityscapes
+    from hf_simo.data.loading import check_splits, load_data, load_training_data, select_tasks, task_columns
+    from hf_simo.data.nyuv2 import load_nyuv2
+    from hf_simo.data.specs import BENCHMARK_CLASS_NAMES, BENCHMARK_PRESETS, REAL_DATASETS, get_task_specs
+    from hf_simo.data.synthetic import generate_batches, load_benchmark, load_pretraining_images
+    from hf_simo.data.taskonomy import TASKONOMY_BUILDINGS, load_taskonomy
+    from hf_simo.data.transforms import make_augmentation, make_collate_fn, random_scale_crop
+    from hf_simo.errors import DataFormatError, DatasetNotFoundError

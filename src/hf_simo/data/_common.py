@@ -11,13 +11,7 @@ from typing import Any
 
 import numpy as np
 
-
-class DataFormatError(ValueError):
-    """A dataset file exists but holds something else than the expected format; the message names the file."""
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset folder or file is missing; the message names it and says what layout is expected."""
+from ..errors import DataFormatError, DatasetNotFoundError
 
 
 def hf_home() -> Path:

@@ -113,6 +113,9 @@ def _load_npy(root: Path, specs: dict[str, dict[str, Any]], split_seed: int):
     )
 
 
+NYUV2_HUB_PATTERNS = ["*.parquet", "*.json", "*.md"]  # the files of the tanganke/nyuv2 dataset repo
+
+
 def _resolve_parquet_root(root: str | os.PathLike | None) -> Path:
     """A local folder, or a Hub dataset id downloaded (or found in the local Hub cache) by snapshot_download."""
     root = NYUV2_REPO_ID if root is None else root
@@ -124,9 +127,9 @@ def _resolve_parquet_root(root: str | os.PathLike | None) -> Path:
             )
         return path
     if isinstance(root, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", root):
-        from huggingface_hub import snapshot_download
+        from ..hub import resolve_repo
 
-        return Path(snapshot_download(root, repo_type="dataset"))
+        return resolve_repo(root, repo_type="dataset", allow_patterns=NYUV2_HUB_PATTERNS).path
     raise DatasetNotFoundError(
         f"NYUv2 parquet root {root} is neither an existing folder nor a Hub dataset id like {NYUV2_REPO_ID!r}"
     )

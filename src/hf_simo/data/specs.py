@@ -20,10 +20,14 @@ from typing import Any
 IGNORE_INDEX = 255
 
 BENCHMARK_CLASS_NAMES = ("floor", "wall", "ceiling", "box", "ball", "barrel", "table", "cabinet", "bed", "lamp")
+# the embedded benchmark's presets (the `--dataset` names that need no download) -> their tasks
 BENCHMARK_PRESETS: dict[str, tuple[str, ...]] = {
     "nyuv2": ("segmentation", "depth", "normals"),
     "taskonomy": ("reconstruction", "depth", "normals", "keypoints", "edges"),
 }
+# the paper's datasets, as `--dataset` names (read from `--dataset_path`; "cityscapes" selects `cityscapes_real`)
+REAL_DATASETS = ("nyuv2_real", "cityscapes", "taskonomy_real")
+PRETRAINING_DATASET = "pretraining"  # images only: the encoder pre-training set of the embedded benchmark
 
 # The 13-class NYUv2 labelling (Couprie et al. 2013) used by MTAN/LibMTL, in label order.
 NYUV2_CLASS_NAMES = (

@@ -17,6 +17,10 @@ Procedural textures (stripes, checkers, smooth waves) and lighting (ambient + a 
 coloured point light with fall-off, Lambertian) make the image -> label mapping non-trivial. Scenes are sampled from
 ``numpy.random.default_rng([seed, split, index])``, so a sample depends only on (seed, split, index), never on the
 batch it is rendered in.
+
+`load_pretraining_images` is the encoder pre-training set: images only, 50,000 by default, half drawn from the tasks'
+scene distribution and half from `PRETRAINING_STYLE` (wider rooms, cameras, lenses and lights, more and rescaled
+objects, extra object kinds, any colour, three more textures), from random streams that no task split uses.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ GENERATOR_VERSION = 1
 SPLITS = ("train", "validation", "test")
 _SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 DEFAULT_SIZES: dict[str, int] = {"train": 2000, "validation": 200, "test": 500}
+# The encoder pre-training set: images only, from random streams no task split uses.
+PRETRAINING_SPLITS = ("train", "validation")
+_PRETRAINING_SPLIT_CODES = {"train": 10, "validation": 11}
+PRETRAINING_SIZES: dict[str, int] = {"train": 50000, "validation": 1000}
 
 # Class ids (index into BENCHMARK_CLASS_NAMES).
 FLOOR, WALL, CEILING, BOX, BALL, BARREL, TABLE, CABINET, BED, LAMP = range(10)
@@ -164,9 +172,13 @@ _MATERIAL_PRIORS: dict[int, tuple] = {
 }
 
 
-def _material(u: _Draws, cls: int) -> list[float]:
+def _material(u: _Draws, cls: int, style: SceneStyle | None = None) -> list[float]:
     """[type, a_rgb, b_rgb, freq, angle, phase] for one surface of class `cls`."""
     hue, spread, (s0, s1), (v0, v1), weights, (f0, f1) = _MATERIAL_PRIORS[cls]
+    if style is not None and style.free_colours:  # any colour, any texture, wider frequencies
+        hue, spread, (s0, s1), (v0, v1) = 0.5, 0.5, (0.0, 1.0), (0.1, 1.0)
+        weights = tuple(0.55 * w for w in weights) + (0.15, 0.15, 0.15)
+        f0, f1 = 0.4 * f0, 2.0 * f1
     h = hue + u(-spread, spread)
     a = _hsv(h, u(s0, s1), u(v0, v1))
     b = _hsv(h + u(-0.15, 0.15), u(0.0, 1.0), u(0.1, 1.0))
@@ -184,8 +196,21 @@ def _camera_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return np.array([r, d, f], dtype=np.float32).T
 
 
-_CLASS_OF_KIND = {"box": BOX, "ball": BALL, "barrel": BARREL, "table": TABLE, "cabinet": CABINET, "bed": BED}
+_CLASS_OF_KIND = {
+    "box": BOX,
+    "ball": BALL,
+    "barrel": BARREL,
+    "table": TABLE,
+    "cabinet": CABINET,
+    "bed": BED,
+    "stack": BOX,
+    "pillar": BARREL,
+    "floating_ball": BALL,
+}
 _NEEDS = {
+    "stack": {"box": 2},
+    "pillar": {"cyl": 1},
+    "floating_ball": {"sph": 1},
     "box": {"box": 1},
     "ball": {"sph": 1},
     "barrel": {"cyl": 1},
@@ -202,12 +227,58 @@ _SURFACE_OFFSET = {
 }
 
 
-def sample_scene(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Sample one scene: room, camera, 2-7 objects placed without overlap, materials and lights."""
+@dataclasses.dataclass(frozen=True)
+class SceneStyle:
+    """Ranges a scene is drawn from. The default is the task benchmark's distribution (its samples never change);
+    `PRETRAINING_STYLE` widens every range and adds object kinds, colours and textures, for encoder pre-training.
+
+    Ranges are (low, high) of uniform draws; angles in degrees. `object_scale` (None: no draw) multiplies each
+    object's size; `free_colours` ignores the per-class colour/texture priors and enables three more textures
+    (plaid, dots, rings).
+    """
+
+    room_half: tuple[float, float] = (1.8, 3.6)
+    room_height: tuple[float, float] = (2.4, 3.2)
+    camera_height: tuple[float, float] = (1.0, 1.8)
+    pitch: tuple[float, float] = (-30.0, 8.0)
+    roll: tuple[float, float] = (-6.0, 6.0)
+    fov: tuple[float, float] = (55.0, 75.0)
+    max_objects: int = 7
+    object_kinds: tuple[str, ...] = OBJECT_KINDS
+    object_scale: tuple[float, float] | None = None
+    free_colours: bool = False
+    ambient_value: tuple[float, float] = (0.15, 0.4)
+    sun_value: tuple[float, float] = (0.2, 0.7)
+    lamp_value: tuple[float, float] = (0.5, 1.2)
+    lamp_falloff: tuple[float, float] = (0.03, 0.12)
+
+
+DEFAULT_STYLE = SceneStyle()
+PRETRAINING_STYLE = SceneStyle(
+    room_half=(1.3, 5.0),
+    room_height=(2.2, 4.2),
+    camera_height=(0.3, 2.4),
+    pitch=(-60.0, 35.0),
+    roll=(-25.0, 25.0),
+    fov=(35.0, 100.0),
+    max_objects=11,
+    object_kinds=OBJECT_KINDS + ("stack", "pillar", "floating_ball"),
+    object_scale=(0.5, 1.6),
+    free_colours=True,
+    ambient_value=(0.03, 0.6),
+    sun_value=(0.0, 1.2),
+    lamp_value=(0.1, 2.0),
+    lamp_falloff=(0.01, 0.4),
+)
+
+
+def sample_scene(rng: np.random.Generator, style: SceneStyle = DEFAULT_STYLE) -> dict[str, np.ndarray]:
+    """Sample one scene: room, camera, 2-7 objects placed without overlap (2-`style.max_objects`), materials and
+    lights. The default style draws exactly the task benchmark's scenes."""
     u = _Draws(rng)
     f32 = np.float32
-    half_w, half_d, height = u(1.8, 3.6), u(1.8, 3.6), u(2.4, 3.2)
-    cam = (u(-half_w + 0.4, half_w - 0.4), u(1.0, 1.8), u(-half_d + 0.4, half_d - 0.4))
+    half_w, half_d, height = u(*style.room_half), u(*style.room_half), u(*style.room_height)
+    cam = (u(-half_w + 0.4, half_w - 0.4), u(*style.camera_height), u(-half_d + 0.4, half_d - 0.4))
     # Look into the room (the longest free view ahead of a few random headings), so that the far walls and the
     # objects placed in front of the camera fill the view.
     best = (-1.0, 0.0)
@@ -220,8 +291,8 @@ def sample_scene(rng: np.random.Generator) -> dict[str, np.ndarray]:
         )
         best = max(best, (min(ahead, 3.0), yaw))
     yaw = best[1]
-    pitch, roll = math.radians(u(-30.0, 8.0)), math.radians(u(-6.0, 6.0))
-    fov = math.radians(u(55.0, 75.0))
+    pitch, roll = math.radians(u(*style.pitch)), math.radians(u(*style.roll))
+    fov = math.radians(u(*style.fov))
 
     box_lo = np.full((N_BOXES, 3), _FAR, dtype=f32)
     box_hi = np.full((N_BOXES, 3), _FAR, dtype=f32)
@@ -264,13 +335,20 @@ def sample_scene(rng: np.random.Generator) -> dict[str, np.ndarray]:
         return s
 
     footprints: list[tuple[float, float, float]] = [(cam[0], cam[2], 0.35)]
-    for _ in range(2 + u.index(6)):
-        kind = OBJECT_KINDS[u.index(len(OBJECT_KINDS))]
+    kinds = style.object_kinds
+    for _ in range(2 + u.index(style.max_objects - 1)):
+        kind = kinds[u.index(len(kinds))]
         if any(counts[k] + n > _CAPACITY[k] for k, n in _NEEDS[kind].items()):
             continue
         r = h = 0.0
-        if kind == "box":
+        if kind in ("box", "stack"):
             hx, hz, h = u(0.15, 0.45), u(0.15, 0.45), u(0.25, 0.9)
+        elif kind == "pillar":
+            r, h = u(0.05, 0.25), height - 0.02
+            hx = hz = r
+        elif kind == "floating_ball":
+            r, h = u(0.1, 0.35), u(0.6, height - 0.5)  # h: height of the centre
+            hx = hz = r
         elif kind in ("ball", "barrel", "lamp"):
             r = {"ball": u(0.15, 0.45), "barrel": u(0.15, 0.4), "lamp": u(0.15, 0.25)}[kind]
             h = {"ball": 0.0, "barrel": u(0.4, 1.2), "lamp": u(1.1, 1.6)}[kind]
@@ -283,6 +361,9 @@ def sample_scene(rng: np.random.Generator) -> dict[str, np.ndarray]:
             hx, hz, h = u(0.6, 0.9), u(0.95, 1.05), u(0.35, 0.55)
         if kind in ("cabinet", "bed") and u() < 0.5:
             hx, hz = hz, hx
+        if style.object_scale is not None and kind not in ("pillar", "floating_ball"):
+            scale = u(*style.object_scale)
+            hx, hz, h, r = hx * scale, hz * scale, min(h * scale, height - 0.1), r * scale
         radius = math.hypot(hx, hz)
         placed = None
         for _try in range(12):
@@ -304,6 +385,22 @@ def sample_scene(rng: np.random.Generator) -> dict[str, np.ndarray]:
         cls = _CLASS_OF_KIND.get(kind, LAMP)
         if kind in ("box", "cabinet"):
             owned = [set_box(take("box"), (x - hx, 0.0, z - hz), (x + hx, h, z + hz), cls)]
+        elif kind == "stack":  # a smaller box resting on a box
+            top_x, top_z, top_h = hx * u(0.4, 0.9), hz * u(0.4, 0.9), min(h * u(0.4, 1.0), height - h - 0.05)
+            dx, dz = u(-1.0, 1.0) * (hx - top_x), u(-1.0, 1.0) * (hz - top_z)
+            owned = [
+                set_box(take("box"), (x - hx, 0.0, z - hz), (x + hx, h, z + hz), cls),
+                set_box(
+                    take("box"),
+                    (x + dx - top_x, h, z + dz - top_z),
+                    (x + dx + top_x, h + max(top_h, 0.02), z + dz + top_z),
+                    cls,
+                ),
+            ]
+        elif kind == "pillar":
+            owned = [set_cylinder(take("cyl"), x, z, 0.0, h, r, cls)]
+        elif kind == "floating_ball":
+            owned = [set_sphere(take("sph"), (x, h, z), r, cls)]
         elif kind == "ball":
             owned = [set_sphere(take("sph"), (x, r, z), r, cls)]
         elif kind == "barrel":
@@ -331,12 +428,12 @@ def sample_scene(rng: np.random.Generator) -> dict[str, np.ndarray]:
         owners.append(owned)
 
     # Materials: the four walls usually share one; the surfaces of an object share one.
-    wall = _material(u, WALL)
+    wall = _material(u, WALL, style)
     for s in range(N_ROOM_SURFACES):
         cls = int(surf[s, _C_CLASS])
-        surf[s, _C_TYPE:_C_CENTER] = wall if cls == WALL and u() < 0.75 else _material(u, cls)
+        surf[s, _C_TYPE:_C_CENTER] = wall if cls == WALL and u() < 0.75 else _material(u, cls, style)
     for owned in owners:
-        surf[owned, _C_TYPE:_C_CENTER] = _material(u, int(surf[owned[0], _C_CLASS]))
+        surf[owned, _C_TYPE:_C_CENTER] = _material(u, int(surf[owned[0], _C_CLASS]), style)
 
     el, az = u(0.3, 1.3), u(0.0, 2 * math.pi)
     return {
@@ -357,12 +454,12 @@ def sample_scene(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "cyl_radius": cyl_r,
         "cyl_active": np.arange(N_CYLINDERS) < counts["cyl"],
         "surfaces": surf,
-        "ambient": np.array(_hsv(u(), u(0.0, 0.2), u(0.15, 0.4)), dtype=f32),
+        "ambient": np.array(_hsv(u(), u(0.0, 0.2), u(*style.ambient_value)), dtype=f32),
         "sun_dir": np.array([math.cos(el) * math.sin(az), -math.sin(el), math.cos(el) * math.cos(az)], dtype=f32),
-        "sun_col": np.array(_hsv(u(), u(0.0, 0.35), u(0.2, 0.7)), dtype=f32),
+        "sun_col": np.array(_hsv(u(), u(0.0, 0.35), u(*style.sun_value)), dtype=f32),
         "lamp_pos": np.array([u(-0.8, 0.8) * half_w, height - u(0.1, 0.6), u(-0.8, 0.8) * half_d], dtype=f32),
-        "lamp_col": np.array(_hsv(u(), u(0.0, 0.4), u(0.5, 1.2)), dtype=f32),
-        "lamp_falloff": np.float32(u(0.03, 0.12)),
+        "lamp_col": np.array(_hsv(u(), u(0.0, 0.4), u(*style.lamp_value)), dtype=f32),
+        "lamp_falloff": np.float32(u(*style.lamp_falloff)),
     }
 
 
@@ -372,6 +469,25 @@ def sample_scenes(seed: int, split: str, indices: range | list[int] | np.ndarray
         raise ValueError(f"unknown split {split!r}; choose one of {list(_SPLIT_CODES)}")
     code = _SPLIT_CODES[split]
     return SceneBatch.stack([sample_scene(np.random.default_rng([int(seed), code, int(i)])) for i in indices])
+
+
+def sample_pretraining_scenes(
+    seed: int, split: str, indices: range | list[int] | np.ndarray, varied_fraction: float = 0.5
+) -> SceneBatch:
+    """Scenes of the encoder pre-training set: each is a `PRETRAINING_STYLE` scene with probability
+    `varied_fraction`, else a task-style one. Drawn from streams of their own, disjoint from every task split of
+    every seed, so pre-training never sees a task's validation or test image."""
+    if split not in _PRETRAINING_SPLIT_CODES:
+        raise ValueError(f"unknown pre-training split {split!r}; choose one of {list(_PRETRAINING_SPLIT_CODES)}")
+    if not 0.0 <= varied_fraction <= 1.0:
+        raise ValueError(f"varied_fraction must be in [0, 1], got {varied_fraction}")
+    code = _PRETRAINING_SPLIT_CODES[split]
+    scenes = []
+    for i in indices:
+        rng = np.random.default_rng([int(seed), code, int(i)])
+        style = PRETRAINING_STYLE if rng.random() < varied_fraction else DEFAULT_STYLE
+        scenes.append(sample_scene(rng, style))
+    return SceneBatch.stack(scenes)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -618,6 +734,12 @@ def render(scenes: SceneBatch, image_size: int | tuple[int, int] = 64, *, return
         checks = (np.floor(uu) + np.floor(vv)) % 2
         waves = f32(0.5) + f32(0.25) * (wave + np.sin(f32(2 * math.pi * 0.7) * vv - phase))
         pattern = np.where(mtype == 1, stripes, np.where(mtype == 2, checks, np.where(mtype == 3, waves, f32(0.0))))
+        if (mtype >= 4).any():  # the pre-training style's extra textures: plaid, dots, rings
+            plaid = f32(0.5) + f32(0.5) * wave * np.sin(f32(2 * math.pi * 1.7) * vv + f32(2.0) * phase)
+            dots = (np.sin(f32(2 * math.pi) * uu) * np.sin(f32(2 * math.pi) * vv) > 0.5).astype(f32)
+            rings = (np.sin(f32(2 * math.pi) * np.sqrt(uu * uu + vv * vv) + phase) > 0).astype(f32)
+            extra = np.where(mtype == 4, plaid, np.where(mtype == 5, dots, rings))
+            pattern = np.where(mtype >= 4, extra, pattern)
 
         # Lambertian shading: ambient + directional light + point light with quadratic fall-off.
         sun = np.maximum(
@@ -702,15 +824,17 @@ def _check_preset(preset: str) -> str:
     return preset
 
 
-def _check_sizes(sizes: Mapping[str, int] | None) -> dict[str, int]:
-    sizes = dict(DEFAULT_SIZES if sizes is None else sizes)
-    unknown = sorted(set(sizes) - set(SPLITS))
+def _check_sizes(
+    sizes: Mapping[str, int] | None, defaults: Mapping[str, int] = DEFAULT_SIZES, splits: tuple[str, ...] = SPLITS
+) -> dict[str, int]:
+    sizes = dict(defaults if sizes is None else sizes)
+    unknown = sorted(set(sizes) - set(splits))
     if unknown or not sizes:
-        raise ValueError(f"sizes must map some of the splits {list(SPLITS)} to sample counts, got {sizes!r}")
+        raise ValueError(f"sizes must map some of the splits {list(splits)} to sample counts, got {sizes!r}")
     for split, count in sizes.items():
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise ValueError(f"sizes[{split!r}] must be a positive integer, got {count!r}")
-    return {split: int(sizes[split]) for split in SPLITS if split in sizes}
+    return {split: int(sizes[split]) for split in splits if split in sizes}
 
 
 def load_benchmark(
@@ -738,15 +862,81 @@ def load_benchmark(
     Returns a DatasetDict whose examples follow the shared schema (``image`` float32 (3, H, W) in [0, 1], one
     column per task); `get_task_specs(dataset)` returns the task specs stored in its metadata.
     """
-    from datasets import DatasetDict, load_from_disk
-
     preset = _check_preset(preset)
     height, width = _image_hw(image_size)
     sizes = _check_sizes(sizes)
-    specs = benchmark_task_specs(preset)
-    key = {"preset": preset, "image_size": [height, width], "sizes": sizes, "seed": int(seed)}
+    return _cached_dataset(
+        preset,
+        {"preset": preset, "image_size": [height, width], "sizes": sizes, "seed": int(seed)},
+        benchmark_task_specs(preset),
+        {split: generate_batches(preset, split, count, (height, width), seed) for split, count in sizes.items()},
+        cache_dir,
+        use_cache,
+        class_names=list(BENCHMARK_CLASS_NAMES),
+    )
+
+
+def generate_pretraining_batches(
+    split: str,
+    num_samples: int,
+    image_size: int | tuple[int, int] = 64,
+    seed: int = 0,
+    *,
+    start: int = 0,
+    batch_size: int = 32,
+    varied_fraction: float = 0.5,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Yield ``{"image": (B, 3, H, W)}`` batches of the encoder pre-training set (see `load_pretraining_images`)."""
+    hw = _image_hw(image_size)
+    for lo in range(start, start + num_samples, batch_size):
+        hi = min(lo + batch_size, start + num_samples)
+        scenes = sample_pretraining_scenes(seed, split, range(lo, hi), varied_fraction)
+        yield {"image": render(scenes, hw)["image"]}
+
+
+def load_pretraining_images(
+    image_size: int | tuple[int, int] = 64,
+    sizes: Mapping[str, int] | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    varied_fraction: float = 0.5,
+    use_cache: bool = True,
+):
+    """The encoder pre-training set: a `DatasetDict` (train / validation) of images only, larger and more varied
+    than the tasks' training data.
+
+    Half the scenes (`varied_fraction`) are drawn from `PRETRAINING_STYLE` (larger and smaller rooms, low and tilted
+    cameras, wide and narrow lenses, up to 11 objects of 10 kinds at 0.5-1.6x size, any colour, 7 textures, dim to
+    bright lights), the rest from the task benchmark's own distribution. Default sizes: 50,000 train / 1,000
+    validation images. Streams are disjoint from every task split, so no task image is seen in pre-training.
+    Cached like `load_benchmark`.
+    """
+    height, width = _image_hw(image_size)
+    sizes = _check_sizes(sizes, PRETRAINING_SIZES, PRETRAINING_SPLITS)
+    batches = {
+        split: generate_pretraining_batches(split, count, (height, width), seed, varied_fraction=varied_fraction)
+        for split, count in sizes.items()
+    }
+    key = {"image_size": [height, width], "sizes": sizes, "seed": int(seed), "varied_fraction": varied_fraction}
+    return _cached_dataset("pretraining", key, {}, batches, cache_dir, use_cache)
+
+
+def _cached_dataset(
+    tag: str,
+    key: dict[str, Any],
+    specs: dict[str, dict[str, Any]],
+    batches: dict[str, Iterator[dict[str, np.ndarray]]],
+    cache_dir: str | os.PathLike | None,
+    use_cache: bool,
+    **description: Any,
+):
+    """Load the `DatasetDict` cached under `key`, or build it from `batches` (split -> generator) and cache it."""
+    from datasets import DatasetDict, load_from_disk
+
+    height, width = key["image_size"]
     digest = hashlib.sha256(json.dumps({**key, "version": GENERATOR_VERSION}, sort_keys=True).encode()).hexdigest()
-    name = f"{preset}-{height}x{width}-seed{int(seed)}-v{GENERATOR_VERSION}-{digest[:12]}"
+    name = f"{tag}-{height}x{width}-seed{key['seed']}-v{GENERATOR_VERSION}-{digest[:12]}"
     folder = Path(cache_dir).expanduser() / name if cache_dir is not None else None
     if use_cache:
         from ._common import default_cache_root
@@ -763,25 +953,19 @@ def load_benchmark(
     from ._common import dataset_from_batches, example_features, save_atomically
 
     features = example_features(height, width, specs)
-    description = make_description(
+    meta = make_description(
         "benchmark",
         specs,
-        preset=preset,
-        image_size=[height, width],
-        seed=int(seed),
+        **{k: v for k, v in key.items() if k != "sizes"},
         generator_version=GENERATOR_VERSION,
-        class_names=list(BENCHMARK_CLASS_NAMES),
+        **description,
     )
     dd = DatasetDict(
         {
             split: dataset_from_batches(
-                generate_batches(preset, split, count, (height, width), seed),
-                features,
-                description,
-                fingerprint=f"hf_simo-{digest[:16]}-{split}",
-                split=split,
+                split_batches, features, meta, fingerprint=f"hf_simo-{digest[:16]}-{split}", split=split
             )
-            for split, count in sizes.items()
+            for split, split_batches in batches.items()
         }
     )
     if not use_cache:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 DEFAULT_SCALES = (1.0, 1.2, 1.5)
 
 
-def _sample_params(
+def sample_crop_params(
     batch: int, height: int, width: int, scales: Sequence[float], generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per sample: scale, resized height/width (``int(size * scale)`` as MTAN) and integer crop offsets (on CPU).
@@ -99,7 +99,7 @@ def random_scale_crop(
                 f"batch entry {name!r} looks like a dense label but has no task spec; pass its spec in task_specs "
                 "(or drop it) so that it is transformed like the image"
             )
-    scale, new_h, new_w, top, left = _sample_params(b, height, width, scales, generator)
+    scale, new_h, new_w, top, left = sample_crop_params(b, height, width, scales, generator)
     grid = _grid(height, width, new_h, new_w, top, left, torch.float32).to(image.device)
     # Samples drawn at scale 1 are returned exactly (grid_sample would add float rounding to bilinear channels).
     identity = ((new_h == height) & (new_w == width)).to(image.device).view(-1, 1, 1, 1)
@@ -127,6 +127,19 @@ def random_scale_crop(
             y = y / factor if kind == "depth" else y * factor
         out[name] = y[:, 0] if squeeze else y
     return out
+
+
+def make_augmentation(
+    task_specs: Mapping[str, Mapping[str, Any]], scales: Sequence[float] | None = None
+) -> Callable[[dict[str, Any], torch.Generator], dict[str, Any]]:
+    """The paper's random scale-crop, batched, on the device; labels move with the image (a training loop's
+    `BatchTransform`: called with each batch and a generator the loop seeds per batch)."""
+    kwargs = {} if scales is None else {"scales": tuple(scales)}
+
+    def transform(batch: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
+        return random_scale_crop(batch, task_specs, generator=generator, **kwargs)
+
+    return transform
 
 
 def make_collate_fn(

@@ -341,7 +341,7 @@ class _MergeJob:
 
     def record(self) -> dict[str, Any]:
         """What `config.merge` records: method, options, scaling, sources with commits, statistics."""
-        from .. import __version__
+        from ..version import __version__
 
         statistics: dict[str, Any] = {"encoder_parameters": self.numel}
         if self.distances is not None:

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..errors import MergeOptionError
 from .select import kth_rank, kth_smallest, kth_smallest_magnitude
 
 
@@ -333,10 +334,6 @@ def layer_group_names(num_layers: int) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- method registry
-
-
-class MergeOptionError(ValueError):
-    """An unknown merging method, an unknown option or an option outside its range."""
 
 
 def _check_density(density: float) -> None:

@@ -21,6 +21,7 @@ import dataclasses
 import itertools
 import math
 import os
+import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -29,14 +30,16 @@ import torch
 from tqdm.auto import tqdm
 from transformers.initialization import no_init_weights
 
+from ..errors import OptionError
 from ..metrics import MultiTaskMetrics, normalized_performance, render_table, task_normalized_performance
 from ..modeling_simo import SimoModel
-from .engine import _build_config, _collect_options, _head_plan, _load_coefficients, _MergeJob, open_sources
+from .arguments import DEFAULT_ALPHA_GRID
+from .engine import _build_config, _collect_options, _head_plan, _load_coefficients, _MergeJob, merge, open_sources
 from .methods import apply_task_vector, final_scale, resolve_method, tall_mask, validate_alpha
 from .sources import DEFAULT_MAX_RELATIVE_DISTANCE
 
 
-DEFAULT_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+DEFAULT_ALPHAS = DEFAULT_ALPHA_GRID  # the one grid (`hf_simo.merging.arguments`)
 BASELINE_LABEL = "single-task"
 
 
@@ -261,4 +264,72 @@ def search(
     return result
 
 
-__all__ = ["BASELINE_LABEL", "Candidate", "DEFAULT_ALPHAS", "SearchResult", "evaluate", "search"]
+# ------------------------------------------------------------------------------------------------ search, then merge
+
+
+@dataclasses.dataclass
+class MergeOutcome:
+    """A merged model and how its α was chosen (the search table, when α was tuned)."""
+
+    model: SimoModel
+    method: str
+    options: dict[str, Any]
+    alpha: float
+    search_table: str | None = None
+    seconds: float = 0.0
+
+
+def search_and_merge(
+    sources: Mapping[str, str],
+    *,
+    base: str | None = None,
+    method: str = "task_arithmetic",
+    options: Mapping[str, Any] | None = None,
+    alpha: float | None = None,
+    alphas: Sequence[float] = DEFAULT_ALPHA_GRID,
+    validation: Sequence[Mapping[str, Any]] | None = None,
+    baselines: Mapping[str, float] | None = None,
+    max_relative_distance: float | None = DEFAULT_MAX_RELATIVE_DISTANCE,
+    progress: bool = True,
+) -> MergeOutcome:
+    """Merge single-task checkpoints into one `SimoModel`; with `alpha=None`, tune α on `validation` first.
+
+    `max_relative_distance`: refuse task encoders farther than this from the base (None: warn only; see
+    `merging.sources.check_fine_tuned`).
+    """
+    start = time.perf_counter()
+    tasks = [f"{name}={source}" for name, source in sources.items()]
+    options = dict(options or {})
+    table = None
+    if alpha is None:
+        if validation is None:
+            raise OptionError("alpha=None tunes α on validation data; pass validation batches or a fixed alpha")
+        result = search(
+            tasks,
+            validation,
+            base,
+            method,
+            alphas=alphas,
+            options=options,
+            baselines=baselines,
+            max_relative_distance=max_relative_distance,
+            progress=progress,
+            verbose=False,
+        )
+        alpha, table = result.best.alpha, result.table()
+    model = merge(
+        tasks, base, method, options, alpha=alpha, max_relative_distance=max_relative_distance, progress=progress
+    )
+    return MergeOutcome(model, method, options, float(alpha), table, time.perf_counter() - start)
+
+
+__all__ = [
+    "BASELINE_LABEL",
+    "Candidate",
+    "DEFAULT_ALPHAS",
+    "MergeOutcome",
+    "SearchResult",
+    "evaluate",
+    "search",
+    "search_and_merge",
+]

@@ -16,7 +16,7 @@ import os
 import re
 import struct
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,10 @@ from safetensors import safe_open
 from transformers import Dinov2Config, PreTrainedModel
 
 from ..configuration_simo import SimoConfig
+from ..errors import NotFineTunedError
 from ..hub import PICKLE_PATTERNS, CheckpointError, UnsafeCheckpointError, resolve_repo, safetensors_files
 from ..weights import canonical_key
+from .arguments import DEFAULT_MAX_RELATIVE_DISTANCE
 
 
 _SAFETENSORS_DTYPES = {
@@ -59,12 +61,7 @@ ARCHITECTURE_FIELDS = (
     "hidden_act",
     "layer_norm_eps",
 )
-DEFAULT_MAX_RELATIVE_DISTANCE = 1.0
 _TASK_SPEC_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
-
-
-class NotFineTunedError(CheckpointError):
-    """A task checkpoint's encoder is too far from the base to be a fine-tuned copy of it."""
 
 
 # ---------------------------------------------------------------------------------------------- source specs
@@ -106,6 +103,27 @@ def parse_task_spec(spec: str | os.PathLike | TaskSource | PreTrainedModel | Map
     if match and not os.path.exists(text):
         return TaskSource(match.group(2), task=match.group(1))
     return TaskSource(text)
+
+
+def parse_task_sources(values: Sequence[str]) -> dict[str, str]:
+    """`["seg=org/repo@v1", "path/to/depth"]` -> {task: source} (the merge engine's `NAME=SOURCE` syntax); a source
+    without `NAME=` is keyed by the task of its config (a single-task checkpoint)."""
+    sources: dict[str, str] = {}
+    for value in values:
+        spec = parse_task_spec(value)
+        source = str(spec.name_or_path)
+        name = spec.task
+        if name is None:
+            config = SimoConfig.from_pretrained(resolve_repo(source).path)
+            if len(config.tasks) != 1:
+                raise CheckpointError(f"{source} has tasks {config.task_names}; name the one to use as NAME={source}")
+            name = config.task_names[0]
+        if name in sources:
+            raise CheckpointError(
+                f"task {name!r} is given twice ({sources[name]} and {source}); rename one as NAME=SOURCE"
+            )
+        sources[name] = source
+    return sources
 
 
 # ---------------------------------------------------------------------------------------------- readers
@@ -640,5 +658,6 @@ __all__ = [
     "check_unique_tasks",
     "open_checkpoint",
     "open_task",
+    "parse_task_sources",
     "parse_task_spec",
 ]

@@ -225,7 +225,7 @@ def realign_heads(
     `encoder_in_the_loop=True`. Optimiser as in the paper: AdamW, one-cycle schedule with 5% warm-up, clipping 25.
     """
     tasks = model.task_names if tasks is None else list(tasks)
-    model._check_task_names(tasks)
+    model.check_task_names(tasks)
     if augment is not None and not encoder_in_the_loop:
         raise ValueError(
             "augmentation changes the encoder's input, so cached features cannot be reused: pass "

@@ -8,94 +8,15 @@ default folders, so `accelerate launch recipes/finetune.py --task depth` and thi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..merging.sources import DEFAULT_MAX_RELATIVE_DISTANCE
+from ..errors import OptionError, RunConflictError, UnknownTaskError
+from ..merging import DEFAULT_MAX_RELATIVE_DISTANCE
 from ..metrics import render_table
 from ..modeling_simo import SimoModel
-
-
-def _arg(default: Any, help: str) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
-DEFAULT_ALPHAS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-
-
-@dataclass
-class RealignArguments:
-    """Merging and re-alignment (paper sections 3.0.2 and 5)."""
-
-    mode: str = _arg("representation", "Re-alignment: head (cached features), representation (adapters) or none.")
-    task_checkpoints: list[str] | None = _arg(
-        None,
-        "Single-task SimoModel checkpoints, [NAME=]SOURCE[@REVISION] (Hub ids or folders). Default: the embedded "
-        "benchmark's, trained with recipes/finetune.py on first use.",
-    )
-    base_model: str | None = _arg(None, "θ_0 (default: the base recorded in the checkpoints).")
-    merge_method: str = _arg(
-        "task_arithmetic", "task_arithmetic, ties, dare, breadcrumbs, magnitude, consensus, lines."
-    )
-    merge_options: str | None = _arg(None, "Method options as JSON (a mapping in YAML), e.g. '{\"density\": 0.2}'.")
-    alpha: float | None = _arg(None, "Merge scaling α; default: tuned on the validation split over --alpha_grid.")
-    alpha_grid: list[float] = _arg(DEFAULT_ALPHAS, "α values tried when --alpha is not given.")
-    allow_distant: bool = _arg(
-        False,
-        "Only warn (instead of refusing) when a task encoder is farther from the base than fine-tuning moves it.",
-    )
-    rank: int = _arg(16, "Adapter rank (the paper: 16).")
-    adapter: str = _arg("lora", "lora (block(x) + BAx through PEFT) or relu (the authors' code variant).")
-    lora_target_modules: list[str] | None = _arg(
-        None, "Instead of block adapters, a standard LoRA on these modules (e.g. q_proj k_proj v_proj o_proj fc1 fc2)."
-    )
-    learning_rate: float = _arg(1e-3, "Representation re-alignment peak learning rate (adapters and heads).")
-    num_epochs: int = _arg(30, "Representation re-alignment epochs over the re-alignment samples.")
-    patience: int | None = _arg(5, "Early-stopping patience (epochs) on the held-out part of the validation split.")
-    head_learning_rate: float = _arg(1e-3, "Head re-alignment peak learning rate.")
-    head_epochs: int = _arg(50, "Head re-alignment epochs (on cached features: cheap).")
-    heldout_fraction: float = _arg(0.2, "Part of the validation split kept for early stopping.")
-    realign_samples: int | None = _arg(None, "Use only the first N validation samples (data-efficiency studies).")
-    test_samples: int = _arg(500, "Test samples of the embedded benchmark (real datasets use their test split).")
-    eval_batch_size: int = _arg(64, "Evaluation batch size.")
-
-    def __post_init__(self) -> None:
-        check_arguments(self)  # at argument parsing: a bad value fails before any merging or training
-
-
-class RealignArgumentError(ValueError):
-    """An argument of the re-alignment job is out of range; the message names it."""
-
-
-def check_arguments(args: RealignArguments) -> None:
-    """Fail before any training or merging on arguments that cannot work; every message names the option."""
-    from ..training.args import require_positive
-
-    if args.mode not in ("head", "representation", "none"):
-        raise RealignArgumentError(f"--mode must be head, representation or none, got {args.mode!r}")
-    if args.adapter not in ("lora", "relu"):
-        raise RealignArgumentError(f"--adapter must be lora or relu, got {args.adapter!r}")
-    if isinstance(args.rank, bool) or not isinstance(args.rank, int) or args.rank < 1:
-        raise RealignArgumentError(f"--rank must be a positive integer (the paper uses 16), got {args.rank!r}")
-    if not 0.0 <= args.heldout_fraction < 1.0:
-        raise RealignArgumentError(f"--heldout_fraction must be in [0, 1), got {args.heldout_fraction}")
-    if args.alpha is not None and not (math.isfinite(args.alpha) and args.alpha >= 0):
-        raise RealignArgumentError(f"--alpha must be a finite number >= 0, got {args.alpha}")
-    if args.alpha is None and not args.alpha_grid:
-        raise RealignArgumentError("--alpha_grid is empty; give α values to search or a fixed --alpha")
-    bad = [a for a in args.alpha_grid or [] if not (math.isfinite(a) and a >= 0)]
-    if args.alpha is None and bad:
-        raise RealignArgumentError(f"--alpha_grid must hold finite numbers >= 0, got {bad}")
-    try:
-        require_positive(args, "num_epochs", "head_epochs", "eval_batch_size", "test_samples")
-        require_positive(args, "patience", "realign_samples", optional=True)
-        require_positive(args, "learning_rate", "head_learning_rate", integer=False)
-    except ValueError as err:
-        raise RealignArgumentError(str(err)) from None
+from .arguments import RealignArguments, check_arguments
 
 
 @dataclass
@@ -112,7 +33,7 @@ class RealignOutcome:
 
 def ensure_single_task_checkpoints(tasks: list[str], data, run) -> dict[str, str]:
     """The embedded single-task checkpoints, trained with the fine-tuning recipe when missing (cached)."""
-    from ..training.args import FinetuneArguments, RunArguments
+    from ..training.arguments import FinetuneArguments, RunArguments
     from ..training.finetune import dataset_tag, run_finetune
 
     sources = {}
@@ -133,23 +54,14 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     """Merge → re-align on validation → evaluate on test → save; see the module docstring."""
     from ..atomic import atomic_folder, atomic_write_json, atomic_write_text
     from ..cards import write_model_card
+    from ..data import load_data
+    from ..evaluation import evaluate, evaluate_dataset, primary_values, simo_batches
     from ..image_processing_simo import make_image_processor
-    from ..pipeline import (
-        RealignmentSettings,
-        evaluate_batches,
-        evaluate_model,
-        merge_sources,
-        parse_task_sources,
-        primary_values,
-        realign,
-        simo_batches,
-    )
-    from ..training.args import identity, json_mapping
-    from ..training.data import UnknownTaskError, load_data
+    from ..merging import parse_task_sources, search_and_merge
+    from ..training.arguments import identity, json_mapping
     from ..training.finetune import dataset_tag, dataset_task_specs, image_size_of
     from ..training.run import (
         MODEL_DIR,
-        RunConflictError,
         check_output_dir,
         claim_output_dir,
         cleanup_checkpoints,
@@ -157,10 +69,11 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
         save_atomically,
     )
     from ..training.utils import configure_threads, make_accelerator
+    from .steps import RealignmentSettings, realign
 
     check_arguments(args)
     if run.stop_after_steps is not None and args.mode != "representation":
-        raise RealignArgumentError(
+        raise OptionError(
             "--stop_after_steps applies to --mode representation (adapter training, checkpointed); head "
             "re-alignment trains on cached features and is not checkpointed"
         )
@@ -188,7 +101,7 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
             sources = ensure_single_task_checkpoints(list(specs), data, run)
     tasks = list(sources)
     with accelerator.main_process_first():
-        datasets = load_data(data, test_samples=args.test_samples)
+        datasets = load_data(data, test_samples=data.test_samples)
     for split in ("validation", "test"):
         if split not in datasets:
             raise UnknownTaskError(f"re-alignment needs a {split!r} split; the dataset has {list(datasets)}")
@@ -203,17 +116,15 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     # single-task baselines on validation (for α) and on test (for the table)
     singles = {t: SimoModel.from_pretrained(sources[t]).eval() for t in tasks}
     validation_batches = simo_batches(realign_set, tasks, args.eval_batch_size)
-    val_baselines = {
-        t: primary_values(singles[t], evaluate_batches(singles[t], validation_batches, [t]))[t] for t in tasks
-    }
+    val_baselines = {t: primary_values(singles[t], evaluate(singles[t], validation_batches, [t]))[t] for t in tasks}
     results: dict[str, dict[str, dict[str, float]]] = {"Single-task": {}}
     for t in tasks:
-        results["Single-task"][t] = evaluate_model(
+        results["Single-task"][t] = evaluate_dataset(
             singles[t], test, tasks=[t], batch_size=args.eval_batch_size, accelerator=accelerator
         )[t]
     del singles
 
-    merged = merge_sources(
+    merged = search_and_merge(
         sources,
         base=args.base_model,
         method=args.merge_method,
@@ -230,12 +141,12 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     model = merged.model
     hidden = model.config.backbone_config.hidden_size
     if args.mode == "representation" and args.rank > hidden:
-        raise RealignArgumentError(f"--rank {args.rank} is larger than the encoder's hidden size {hidden}")
+        raise OptionError(f"--rank {args.rank} is larger than the encoder's hidden size {hidden}")
     # the inputs passed every check (the merge's included): claim the folder; a previous model stays in place until
     # the new one replaces it
     claim_output_dir(accelerator, output_dir, run_args, status, keep=(MODEL_DIR,))
     label = {"task_arithmetic": "TA", "ties": "TIES"}.get(args.merge_method, args.merge_method)
-    results[label] = evaluate_model(model, test, batch_size=args.eval_batch_size, accelerator=accelerator)
+    results[label] = evaluate_dataset(model, test, batch_size=args.eval_batch_size, accelerator=accelerator)
 
     record: dict[str, Any] = {"merge_seconds": merged.seconds, "alpha": merged.alpha}
     peft_model = None
@@ -280,7 +191,7 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
             "validation_samples": len(realign_set),
         }
         label = f"{label} + {args.mode} re-align"
-        results[label] = evaluate_model(model, test, batch_size=args.eval_batch_size, accelerator=accelerator)
+        results[label] = evaluate_dataset(model, test, batch_size=args.eval_batch_size, accelerator=accelerator)
 
     metric_names = {t: model.config.tasks[t]["metric"] for t in tasks}
     rows = {name: primary_values(model, values) for name, values in results.items()}
@@ -319,20 +230,4 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
     return RealignOutcome(model_dir=final, results=results, table=table, record=record, files=files)
 
 
-def realign_main(argv=None) -> RealignOutcome:
-    """Parse `RealignArguments`, `DataArguments`, `RunArguments` (or one YAML file) and run the job."""
-    from ..training.args import DataArguments, RunArguments
-    from ..training.cli import run_recipe
-
-    return run_recipe(run_realign, (RealignArguments, DataArguments, RunArguments), argv)
-
-
-__all__ = [
-    "RealignArgumentError",
-    "RealignArguments",
-    "RealignOutcome",
-    "check_arguments",
-    "ensure_single_task_checkpoints",
-    "realign_main",
-    "run_realign",
-]
+__all__ = ["RealignOutcome", "ensure_single_task_checkpoints", "run_realign"]

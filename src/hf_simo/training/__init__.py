@@ -6,70 +6,82 @@
 - `make_accelerator(output_dir, ...)`: the Accelerator settings `fit` relies on (and real CPU multi-process runs).
 - `pretrain_encoder` / `default_encoder`: the small SimMIM-pre-trained DINOv2 of the embedded benchmark.
 - `run_finetune` / `run_mtl`: two-stage single-task fine-tuning and the joint MTL baseline (the recipes' bodies).
+
+Names load on first use (`hf_simo.utils.lazy`); the table below is the package's public API.
 """
 
-from .args import DataArguments, EncoderArguments, FinetuneArguments, MTLArguments, RunArguments, parse_args
-from .data import UnknownTaskError, load_training_data, make_augmentation, make_simo_loss_fn
-from .finetune import encoder_drift, run_finetune, run_mtl
-from .loop import (
-    Stage,
-    StepOutput,
-    TrainerConfig,
-    TrainerState,
-    TrainingError,
-    TrainingResult,
-    evaluate,
-    fit,
-    latest_checkpoint,
-    list_checkpoints,
-    make_eval_loader,
-    shard_bounds,
-    shard_dataset,
-    stage_param_groups,
-)
-from .pretrain import MaskedImageModeling, default_encoder, pretrain_encoder
-from .run import RunConflictError, model_dir, read_summary
-from .utils import JSONLTracker, configure_threads, finish_tracking, init_tracking, make_accelerator, read_jsonl
+from typing import TYPE_CHECKING
+
+from ..utils.lazy import lazy_exports
 
 
-__all__ = [
-    "DataArguments",
-    "EncoderArguments",
-    "FinetuneArguments",
-    "JSONLTracker",
-    "MTLArguments",
-    "MaskedImageModeling",
-    "RunArguments",
-    "RunConflictError",
-    "Stage",
-    "StepOutput",
-    "TrainerConfig",
-    "TrainerState",
-    "TrainingError",
-    "TrainingResult",
-    "UnknownTaskError",
-    "configure_threads",
-    "default_encoder",
-    "encoder_drift",
-    "evaluate",
-    "finish_tracking",
-    "fit",
-    "init_tracking",
-    "latest_checkpoint",
-    "list_checkpoints",
-    "load_training_data",
-    "make_accelerator",
-    "make_augmentation",
-    "make_eval_loader",
-    "make_simo_loss_fn",
-    "model_dir",
-    "parse_args",
-    "pretrain_encoder",
-    "read_jsonl",
-    "read_summary",
-    "run_finetune",
-    "run_mtl",
-    "shard_bounds",
-    "shard_dataset",
-    "stage_param_groups",
-]
+_EXPORTS = {
+    "EncoderArguments": "hf_simo.training.arguments",
+    "FinetuneArguments": "hf_simo.training.arguments",
+    "JSONLTracker": "hf_simo.training.utils",
+    "MTLArguments": "hf_simo.training.arguments",
+    "MaskedImageModeling": "hf_simo.training.pretrain",
+    "RunArguments": "hf_simo.training.arguments",
+    "RunConflictError": "hf_simo.errors",
+    "Stage": "hf_simo.training.loop",
+    "StepOutput": "hf_simo.training.loop",
+    "TrainerConfig": "hf_simo.training.loop",
+    "TrainerState": "hf_simo.training.loop",
+    "TrainingError": "hf_simo.errors",
+    "TrainingResult": "hf_simo.training.loop",
+    "configure_threads": "hf_simo.training.utils",
+    "default_encoder": "hf_simo.training.pretrain",
+    "dataset_task_specs": "hf_simo.training.finetune",
+    "encoder_drift": "hf_simo.training.finetune",
+    "evaluate": "hf_simo.training.loop",
+    "finish_tracking": "hf_simo.training.utils",
+    "fit": "hf_simo.training.loop",
+    "init_tracking": "hf_simo.training.utils",
+    "latest_checkpoint": "hf_simo.training.loop",
+    "list_checkpoints": "hf_simo.training.loop",
+    "make_accelerator": "hf_simo.training.utils",
+    "make_eval_loader": "hf_simo.training.loop",
+    "make_simo_loss_fn": "hf_simo.training.data",
+    "model_dir": "hf_simo.training.run",
+    "pretrain_encoder": "hf_simo.training.pretrain",
+    "read_jsonl": "hf_simo.training.utils",
+    "read_summary": "hf_simo.training.run",
+    "run_finetune": "hf_simo.training.finetune",
+    "run_mtl": "hf_simo.training.finetune",
+    "shard_bounds": "hf_simo.training.loop",
+    "shard_dataset": "hf_simo.training.loop",
+    "stage_param_groups": "hf_simo.training.loop",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # for IDEs and type checkers; at run time the table above resolves the names
+    from hf_simo.errors import RunConflictError, TrainingError
+    from hf_simo.training.arguments import EncoderArguments, FinetuneArguments, MTLArguments, RunArguments
+    from hf_simo.training.data import make_simo_loss_fn
+    from hf_simo.training.finetune import dataset_task_specs, encoder_drift, run_finetune, run_mtl
+    from hf_simo.training.loop import (
+        Stage,
+        StepOutput,
+        TrainerConfig,
+        TrainerState,
+        TrainingResult,
+        evaluate,
+        fit,
+        latest_checkpoint,
+        list_checkpoints,
+        make_eval_loader,
+        shard_bounds,
+        shard_dataset,
+        stage_param_groups,
+    )
+    from hf_simo.training.pretrain import MaskedImageModeling, default_encoder, pretrain_encoder
+    from hf_simo.training.run import model_dir, read_summary
+    from hf_simo.training.utils import (
+        JSONLTracker,
+        configure_threads,
+        finish_tracking,
+        init_tracking,
+        make_accelerator,
+        read_jsonl,
+    )

@@ -5,32 +5,49 @@ fine-tunes encoder and heads together. Both use AdamW, a one-cycle schedule with
 and early stopping with the best weights restored. A single-task run trains one head and sees only that task's
 labels; the MTL run trains every head on the unweighted mean of the task losses (the paper trains its MTL baseline
 in the same two phases). The result is a `SimoModel` folder written atomically under ``<output_dir>/model``.
+
+Stage 2 can give the encoder its own, lower learning rate and decay it layer by layer (`stage2_encoder_learning_rate`,
+`layer_decay`), as DINOv2-family models are fine-tuned in practice; the defaults train everything at one rate.
+The encoder fine-tuned from (θ_0) is `--model_name_or_path`, else the encoder shipped with hf_simo, else (with
+`--pretrain_encoder`) one pre-trained on the dataset's images first.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from ..image_processing_simo import make_image_processor
-from ..metrics import MultiTaskMetrics
-from ..modeling_simo import SimoModel, freeze_unused_parameters
-from .args import DataArguments, FinetuneArguments, MTLArguments, RunArguments, as_dict, identity, json_mapping
-from .data import (
+from ..analysis.task_vectors import encoder_drift as state_drift
+from ..data import (
     BENCHMARK_PRESETS,
     REAL_DATASETS,
+    DataArguments,
     check_splits,
     load_data,
     load_training_data,
     make_augmentation,
-    make_simo_loss_fn,
     select_tasks,
     task_columns,
 )
-from .loop import Stage, evaluate, fit, make_eval_loader
+from ..image_processing_simo import make_image_processor
+from ..metrics import MultiTaskMetrics
+from ..modeling_simo import SimoModel, freeze_unused_parameters
+from .arguments import (
+    UNUSED_BY_TRAINING,
+    FinetuneArguments,
+    MTLArguments,
+    RunArguments,
+    as_dict,
+    identity,
+    json_mapping,
+)
+from .data import make_simo_loss_fn
+from .loop import Stage, TrainingError, evaluate, fit, make_eval_loader, no_weight_decay
 from .pretrain import default_encoder
 from .run import (
     check_output_dir,
@@ -67,21 +84,54 @@ def image_size_of(dataset) -> tuple[int, int]:
 
 
 def dataset_tag(data: DataArguments) -> str:
-    return data.dataset if data.dataset in BENCHMARK_PRESETS + REAL_DATASETS else Path(data.dataset).name
+    return data.dataset if data.dataset in (*BENCHMARK_PRESETS, *REAL_DATASETS) else Path(data.dataset).name
 
 
 def encoder_drift(initial: dict[str, torch.Tensor], model: SimoModel) -> dict[str, float]:
-    """‖θ_t − θ_0‖ and ‖θ_0‖ over the encoder's floating-point parameters, and their ratio (task-vector size)."""
-    diff_sq, base_sq = 0.0, 0.0
-    current = model.dinov2.state_dict()
-    for name, start in initial.items():
-        if not start.is_floating_point() or name not in current:
-            continue
-        end = current[name].detach().to(device="cpu", dtype=torch.float64)
-        start = start.to(torch.float64)
-        diff_sq += float((end - start).pow(2).sum())
-        base_sq += float(start.pow(2).sum())
-    return {"tau_norm": diff_sq**0.5, "theta0_norm": base_sq**0.5, "tau_ratio": (diff_sq / max(base_sq, 1e-30)) ** 0.5}
+    """‖θ_t − θ_0‖, ‖θ_0‖, their ratio (task-vector size) and cos(θ_t, θ_0) over the encoder's float parameters."""
+    return state_drift(initial, model.dinov2.state_dict())
+
+
+_BLOCK = re.compile(r"^dinov2\.encoder\.layer\.(\d+)\.")
+
+
+def encoder_layer_id(name: str, num_layers: int) -> int | None:
+    """BEiT/DINOv2 layer ids for layer-wise decay: embeddings 0, block i → i + 1, the final norm L + 1; None for
+    parameters outside the encoder (the heads)."""
+    if name.startswith("dinov2.embeddings."):
+        return 0
+    match = _BLOCK.match(name)
+    if match:
+        return int(match.group(1)) + 1
+    return num_layers + 1 if name.startswith("dinov2.") else None
+
+
+def layerwise_param_groups(
+    model: nn.Module, learning_rate: float, encoder_learning_rate: float, layer_decay: float, weight_decay: float
+) -> list[dict[str, Any]]:
+    """AdamW groups: the heads at `learning_rate`; encoder layer l at encoder_learning_rate x layer_decay^(L + 1 − l)
+    (the final norm undecayed); biases, norms and tokens without weight decay, as `stage_param_groups` does."""
+    num_layers = int(model.config.backbone_config.num_hidden_layers)
+    groups: dict[tuple[int | None, bool], dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        layer = encoder_layer_id(name, num_layers)
+        lr = learning_rate if layer is None else encoder_learning_rate * layer_decay ** (num_layers + 1 - layer)
+        skip = no_weight_decay(name, param)
+        group = groups.setdefault(
+            (layer, skip), {"params": [], "lr": lr, "weight_decay": 0.0 if skip else weight_decay, "layer_id": layer}
+        )
+        group["params"].append(param)
+    return list(groups.values())
+
+
+def check_learning_rates(args: FinetuneArguments | MTLArguments) -> None:
+    if args.stage2_encoder_learning_rate is not None and not args.stage2_encoder_learning_rate > 0:
+        raise TrainingError(
+            f"--stage2_encoder_learning_rate must be > 0, got {args.stage2_encoder_learning_rate}; "
+            "freeze the encoder with --stage2_epochs 0 instead"
+        )
+    if not 0 < args.layer_decay <= 1:
+        raise TrainingError(f"--layer_decay must be in (0, 1] (1.0 = no decay), got {args.layer_decay}")
 
 
 def two_stages(args: FinetuneArguments | MTLArguments, run: RunArguments) -> list[Stage]:
@@ -103,13 +153,42 @@ def two_stages(args: FinetuneArguments | MTLArguments, run: RunArguments) -> lis
         ),
         Stage(
             "stage2_full",
-            trainable=[""],
+            trainable=stage2_trainable(args, run),
             learning_rate=args.stage2_learning_rate,
             num_epochs=args.stage2_epochs,
             early_stopping_patience=args.stage2_patience,
             **common,
         ),
     ]
+
+
+def stage2_trainable(args: FinetuneArguments | MTLArguments, run: RunArguments) -> Any:
+    """Everything at one rate (the default), or layer-wise groups when the encoder has its own rate or decay."""
+    encoder_lr = args.stage2_encoder_learning_rate
+    if (encoder_lr is None or encoder_lr == args.stage2_learning_rate) and args.layer_decay == 1.0:
+        return [""]
+    encoder_lr = args.stage2_learning_rate if encoder_lr is None else encoder_lr
+
+    def groups(model: nn.Module) -> list[dict[str, Any]]:
+        return layerwise_param_groups(model, args.stage2_learning_rate, encoder_lr, args.layer_decay, run.weight_decay)
+
+    return groups
+
+
+def base_encoder_identity(args: FinetuneArguments | MTLArguments) -> dict[str, Any]:
+    """What the run fine-tunes from, checked before anything is trained: the shipped encoder's digest when it is
+    used (so shipping new weights makes a new run), nothing otherwise (the arguments say it)."""
+    if args.model_name_or_path is not None and args.pretrain_encoder:
+        raise TrainingError(
+            "--model_name_or_path and --pretrain_encoder exclude each other: fine-tune a given encoder, or pre-train one"
+        )
+    if args.encoder_config is not None and not args.pretrain_encoder:
+        raise TrainingError("--encoder_config configures --pretrain_encoder; add --pretrain_encoder or drop it")
+    if args.model_name_or_path is None and not args.pretrain_encoder:
+        from ..encoders import shipped_encoder_digest
+
+        return {"shipped_encoder": shipped_encoder_digest()}
+    return {}
 
 
 def train_simo(
@@ -133,7 +212,13 @@ def train_simo(
         log_with=run.log_with,
         run_name=recipe,
     )
-    run_args = {"recipe": recipe, "resolved_tasks": task_names, **identity(args, data, run)}
+    check_learning_rates(args)
+    run_args = {
+        "recipe": recipe,
+        "resolved_tasks": task_names,
+        **identity(args, data, run, exclude=UNUSED_BY_TRAINING),
+    }
+    run_args.update(base_encoder_identity(args))
     status = check_output_dir(accelerator, output_dir, run_args, run.overwrite_output_dir)
     final = model_dir(output_dir)
     if status == "complete":
@@ -142,9 +227,13 @@ def train_simo(
         return final
 
     base = args.model_name_or_path
-    if base is None:
+    if args.pretrain_encoder:
         base = str(default_encoder(data, run, args.encoder_config))
         # the pre-training run made its own Accelerator (same shared state); ours keeps its trackers
+    elif base is None:
+        from ..encoders import shipped_encoder_path
+
+        base = str(shipped_encoder_path())
     with accelerator.main_process_first():
         datasets = load_data(data)
     check_splits(datasets)
@@ -224,7 +313,7 @@ def train_simo(
         cleanup_checkpoints(accelerator, output_dir)
     accelerator.print(
         f"{recipe} {task_names}: validation {summary['validation']['primary']}, "
-        f"‖τ‖/‖θ0‖ = {drift['tau_ratio']:.3f}; saved {final}"
+        f"‖τ‖/‖θ0‖ = {drift['tau_ratio']:.3f}, cos(θ_t, θ0) = {drift['cosine_to_base']:.3f}; saved {final}"
     )
     _maybe_push(accelerator, final, run)
     return final
@@ -247,4 +336,15 @@ def run_mtl(args: MTLArguments, data: DataArguments, run: RunArguments) -> Path:
     return train_simo("mtl", list(args.tasks) if args.tasks else None, args, data, run)
 
 
-__all__ = ["dataset_task_specs", "encoder_drift", "run_finetune", "run_mtl", "train_simo", "two_stages"]
+__all__ = [
+    "base_encoder_identity",
+    "dataset_task_specs",
+    "encoder_drift",
+    "encoder_layer_id",
+    "layerwise_param_groups",
+    "run_finetune",
+    "run_mtl",
+    "stage2_trainable",
+    "train_simo",
+    "two_stages",
+]

@@ -47,16 +47,13 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from tqdm.auto import tqdm
 
 from ..crashpoints import pause_point
+from ..errors import TrainingError
 
 
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"
 TRAINER_STATE_NAME = "trainer_state.json"
 _TMP_PREFIX = ".tmp-"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot run as configured; the message says what to change."""
 
 
 @dataclass
@@ -291,6 +288,11 @@ def _matches(name: str, prefixes: Sequence[str]) -> bool:
     return any(name.startswith(prefix) for prefix in prefixes)
 
 
+def no_weight_decay(name: str, param: torch.Tensor) -> bool:
+    """Biases, norms, tokens and position embeddings get no weight decay, as is standard for ViTs."""
+    return param.ndim < 2 or any(k in name for k in ("position_embeddings", "cls_token", "register_tokens"))
+
+
 def stage_param_groups(model: nn.Module, stage: Stage, model_frozen: set[str] | None = None) -> list[dict[str, Any]]:
     """Freeze everything but the stage's parameters; return AdamW parameter groups (no weight decay on biases,
     norms, tokens and position embeddings, as is standard for ViTs).
@@ -320,8 +322,7 @@ def stage_param_groups(model: nn.Module, stage: Stage, model_frozen: set[str] | 
             if not _matches(name, stage.trainable) or _matches(name, frozen) or name in excluded:
                 continue
             param.requires_grad_(True)
-            skip = param.ndim < 2 or any(k in name for k in ("position_embeddings", "cls_token", "register_tokens"))
-            (no_decay if skip else decay).append(param)
+            (no_decay if no_weight_decay(name, param) else decay).append(param)
         groups = [{"params": decay, "weight_decay": stage.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
     if not groups:
@@ -908,5 +909,6 @@ __all__ = [
     "make_eval_loader",
     "shard_bounds",
     "shard_dataset",
+    "no_weight_decay",
     "stage_param_groups",
 ]

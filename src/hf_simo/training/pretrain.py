@@ -8,8 +8,12 @@ patches, optionally on per-patch normalised pixels (MAE's norm-pix target). Cont
 objectives (DINO) need momentum teachers, many views and far more steps than a few CPU minutes to avoid collapse.
 
 The encoder is saved as a `Dinov2Model` folder (config.json + model.safetensors) that every recipe accepts in place
-of `facebook/dinov2-base`. `default_encoder` builds it on first use under `$HF_HOME/hf_simo/encoders/<key>`, keyed by
-the arguments that define it, so later runs with the same arguments reuse it.
+of `facebook/dinov2-base`, next to the run's record: `run_args.json`, `training_summary.json` (with the git commit),
+`loss_curve.jsonl` and `loss_curve.png`. The encoder shipped with hf_simo (`hf_simo.encoders`) is such a run on the
+pre-training set (`--dataset pretraining`, `recipes/configs/pretrain_encoder_shipped.yaml`), turned into package data
+by `recipes/ship_encoder.py`. `default_encoder` (`--pretrain_encoder` of the other recipes) builds a quick one on
+first use under `$HF_HOME/hf_simo/encoders/<key>`, keyed by the arguments that define it, so later runs with the
+same arguments reuse it.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ import torch
 from torch import nn
 from transformers import Dinov2Config, Dinov2Model
 
+from ..atomic import atomic_write_text
+from ..data import DataArguments, check_splits, load_data
 from ..processing import normalize_images
-from .args import DataArguments, EncoderArguments, RunArguments, as_dict, identity, parse_args
-from .data import check_splits, load_data
+from ..utils.fields import dataclass_from_yaml
+from .arguments import UNUSED_BY_TRAINING, EncoderArguments, RunArguments, as_dict, identity
 from .loop import Stage, StepOutput, fit
 from .run import (
     check_output_dir,
@@ -37,9 +43,15 @@ from .run import (
     model_dir,
     push_from_main_process,
     save_atomically,
+    source_revision,
     write_summary,
 )
-from .utils import configure_threads, finish_tracking, init_tracking, make_accelerator
+from .utils import configure_threads, finish_tracking, init_tracking, make_accelerator, read_jsonl
+
+
+RUN_NAME = "pretrain_encoder"
+LOSS_CURVE_NAME = "loss_curve.jsonl"
+REVISION_NAME = "source_revision.json"
 
 
 logger = logging.getLogger(__name__)
@@ -134,9 +146,9 @@ def _digest(data: dict[str, Any]) -> str:
 
 def encoder_cache_dir(encoder: EncoderArguments, data: DataArguments, seed: int) -> Path:
     """`$HF_HOME/hf_simo/encoders/<key>`: the key hashes every argument that changes the encoder."""
-    from ..data._common import default_cache_root
+    from ..data import default_cache_root
 
-    key = identity(encoder, data) | {"seed": seed}
+    key = identity(encoder, data, exclude=UNUSED_BY_TRAINING) | {"seed": seed}
     tag = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(data.dataset).name) or "dataset"
     name = f"{tag}-h{encoder.hidden_size}-l{encoder.num_hidden_layers}-p{encoder.patch_size}-{_digest(key)}"
     return default_cache_root() / "encoders" / name
@@ -152,9 +164,9 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
         gradient_accumulation_steps=run.gradient_accumulation_steps,
         seed=run.seed,
         log_with=run.log_with,
-        run_name="pretrain_encoder",
+        run_name=RUN_NAME,
     )
-    run_args = {"recipe": "pretrain_encoder", **identity(encoder, data, run)}
+    run_args = {"recipe": "pretrain_encoder", **identity(encoder, data, run, exclude=UNUSED_BY_TRAINING)}
     status = check_output_dir(accelerator, output_dir, run_args, run.overwrite_output_dir)
     final = model_dir(output_dir)
     if status == "complete":
@@ -177,6 +189,8 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
         raise ValueError(f"pre-training expects square images, got {height}x{width}")
     model = MaskedImageModeling(Dinov2Model(encoder_config(encoder, int(height))), norm_pix_loss=encoder.norm_pix_loss)
     claim_output_dir(accelerator, output_dir, run_args, status)
+    if status == "new" and accelerator.is_main_process:
+        (output_dir / REVISION_NAME).write_text(json.dumps(source_revision(), indent=1))
     stage = Stage(
         "mim",
         trainable=[""],
@@ -184,8 +198,8 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
         num_epochs=encoder.num_epochs,
         warmup_ratio=run.warmup_ratio,
         weight_decay=run.weight_decay,
-        early_stopping_patience=None,
-        restore_best=False,
+        early_stopping_patience=encoder.early_stopping_patience,
+        restore_best=encoder.early_stopping_patience is not None,
         eval_steps=run.eval_steps,
     )
     config = run.trainer_config(output_dir, train_batch_size=encoder.batch_size)
@@ -208,6 +222,8 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
         eval_transform=make_mask_transform(**masks, augment=False),
     )
     finish_tracking(accelerator)
+    if accelerator.is_main_process:
+        write_loss_curve(output_dir)
     if result.interrupted:
         accelerator.print(f"stopped after {result.state.global_step} steps; run again to resume ({output_dir})")
         return final
@@ -222,6 +238,8 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
             "parameters": sum(p.numel() for p in trained.dinov2.parameters()),
             "train_seconds": result.train_seconds,
             "num_processes": accelerator.num_processes,
+            "global_step": result.state.global_step,
+            "source_revision": read_revision(output_dir),
             "history": result.history,
         },
     )
@@ -230,6 +248,48 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
     accelerator.print(f"saved the pre-trained encoder to {final}")
     _maybe_push(accelerator, final, run)
     return final
+
+
+def read_revision(output_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The git commit the run started from (written when the run was claimed)."""
+    path = Path(output_dir) / REVISION_NAME
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def loss_curve(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The run's loss curve from its JSONL tracker: one record per logged training step (``train_loss``, ``lr``)
+    and per evaluation (``eval_loss``, ``epoch``), by step. Steps redone after a resume keep their last record."""
+    path = Path(output_dir) / "logs" / RUN_NAME / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records: dict[tuple[str, int], dict[str, Any]] = {}
+    for entry in read_jsonl(path):
+        step = entry.get("step")
+        if step is None:
+            continue
+        if "mim/eval_loss" in entry:
+            records[("eval", step)] = {
+                "step": step,
+                "epoch": entry.get("mim/epoch"),
+                "eval_loss": entry["mim/eval_loss"],
+            }
+        elif "mim/train_loss" in entry:
+            records[("train", step)] = {"step": step, "train_loss": entry["mim/train_loss"], "lr": entry.get("mim/lr")}
+    return [records[key] for key in sorted(records, key=lambda k: (k[1], k[0] == "eval"))]
+
+
+def write_loss_curve(output_dir: str | os.PathLike, destination: str | os.PathLike | None = None) -> list[Path]:
+    """`loss_curve.jsonl` + `loss_curve.png` of the run in `output_dir`, written to `destination` (default: the same
+    folder); nothing when nothing was logged."""
+    from ..analysis.plots import plot_loss_curve
+
+    records = loss_curve(output_dir)
+    if not records:
+        return []
+    target = Path(destination or output_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target / LOSS_CURVE_NAME, "".join(json.dumps(r) + "\n" for r in records))
+    return [target / LOSS_CURVE_NAME, *plot_loss_curve(records, target / "loss_curve", title="SimMIM pre-training")]
 
 
 def _maybe_push(accelerator, folder: Path, run: RunArguments) -> None:
@@ -243,7 +303,7 @@ def default_encoder(data: DataArguments, run: RunArguments, config_file: str | o
     """
     encoder = EncoderArguments()
     if config_file is not None:
-        (encoder,) = parse_args([EncoderArguments], [str(config_file)])
+        encoder = dataclass_from_yaml(EncoderArguments, config_file)
     pretrain_run = RunArguments(
         seed=run.seed,
         mixed_precision=run.mixed_precision,
@@ -261,7 +321,10 @@ __all__ = [
     "default_encoder",
     "encoder_cache_dir",
     "encoder_config",
+    "loss_curve",
     "make_mask_transform",
     "mim_loss",
     "pretrain_encoder",
+    "read_revision",
+    "write_loss_curve",
 ]

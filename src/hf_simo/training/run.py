@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,13 @@ from typing import Any
 from accelerate import Accelerator
 
 from ..atomic import atomic_folder, atomic_write_json
+from ..errors import RunConflictError
 
 
 RUN_ARGS_NAME = "run_args.json"
 MODEL_DIR = "model"
 SUMMARY_NAME = "training_summary.json"
 _OWNED = (RUN_ARGS_NAME, "checkpoints", "best", "logs", MODEL_DIR, SUMMARY_NAME)
-
-
-class RunConflictError(RuntimeError):
-    """The output folder holds another run."""
 
 
 def _normalise(value: Any) -> Any:
@@ -161,6 +159,27 @@ def write_summary(accelerator: Accelerator, output_dir: str | os.PathLike, summa
         atomic_write_json(Path(output_dir) / SUMMARY_NAME, summary, indent=1, sort_keys=True, default=str)
 
 
+def source_revision() -> dict[str, Any] | None:
+    """The git commit of the hf_simo source that runs (and whether its code, `src/` and `recipes/`, has uncommitted
+    changes), for provenance; None when hf_simo is not running from a git checkout."""
+    root = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/src", ":/recipes"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"git_commit": commit, "dirty": bool(status.strip())}
+
+
 def read_summary(output_dir: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(output_dir) / SUMMARY_NAME
     return json.loads(path.read_text()) if path.is_file() else None
@@ -178,5 +197,6 @@ __all__ = [
     "model_dir",
     "read_summary",
     "save_atomically",
+    "source_revision",
     "write_summary",
 ]

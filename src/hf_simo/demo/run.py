@@ -1,8 +1,10 @@
 """`hf-simo demo`: the whole SIMO pipeline on the embedded benchmark, from nothing, ending with the paper's table.
 
 1. the embedded NYUv2-like benchmark (generated, cached under `$HF_HOME/hf_simo`);
-2. a small DINOv2 pre-trained on its images with masked image modelling (θ_0; cached);
-3. one single-task checkpoint per task (two-stage fine-tuning) and the joint multi-task (MTL) baseline;
+2. θ_0: the small DINOv2 shipped with hf_simo (pre-trained with masked image modelling on the benchmark's larger
+   pre-training set; `--pretrain_encoder` pre-trains a quick one on the task images instead, as before);
+3. one single-task checkpoint per task (two-stage fine-tuning) and the joint multi-task (MTL) baseline, with the
+   size of every task vector (‖τ_t‖/‖θ_0‖) and the cosines between them;
 4. Task Arithmetic and TIES merges, α tuned on the validation split;
 5. head and representation re-alignment of each merge on the validation split;
 6. every model evaluated on the test split: the paper-style table with Table 4's cost columns;
@@ -21,74 +23,13 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .atomic import atomic_folder, atomic_write_json
-
-
-def _arg(default: Any, help: str) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
-@dataclass
-class DemoArguments:
-    """The demo's settings; the defaults finish in under 15 minutes on 2 CPU cores from scratch."""
-
-    output_dir: str = _arg("hf_simo_demo", "Where every model, table, plot and card is written.")
-    dataset: str = _arg("nyuv2", "Embedded benchmark preset: nyuv2 (3 tasks) or taskonomy (5 tasks).")
-    image_size: int = _arg(64, "Image side in pixels.")
-    train_samples: int = _arg(2000, "Training samples (single-task and MTL training).")
-    validation_samples: int = _arg(200, "Validation samples: α search and re-alignment see only these.")
-    test_samples: int = _arg(500, "Test samples: every reported number.")
-    stage1_epochs: int = _arg(2, "Head probing (stage 1) epochs of single-task and MTL training.")
-    finetune_epochs: int = _arg(
-        3,
-        "Single-task stage-2 epochs (early-stopped). The short default fits the 15-minute budget; it stops before "
-        "the validation loss plateaus (benchmarks/realign_results.py --converged trains as the paper does).",
-    )
-    mtl_epochs: int = _arg(9, "MTL stage-2 epochs: by default the three single-task runs' together.")
-    patience: int = _arg(3, "Early-stopping patience (epochs) of stage 2.")
-    methods: list[str] = _arg(["task_arithmetic", "ties"], "Merging methods.")
-    ties_density: float = _arg(0.2, "TIES: fraction of each task vector kept.")
-    alpha_grid: list[float] = _arg([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0], "α values searched on validation.")
-    realign_epochs: int = _arg(30, "Representation re-alignment: maximum epochs.")
-    realign_learning_rate: float = _arg(1e-3, "Representation re-alignment learning rate.")
-    head_epochs: int = _arg(50, "Head re-alignment: maximum epochs.")
-    rank: int = _arg(16, "Adapter rank.")
-    relationship_lambdas: list[float] = _arg([0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5], "λ grid of the sweeps.")
-    coefficient_steps: int = _arg(60, "Steps of per-layer coefficient learning (Figure 2).")
-    qualitative_samples: int = _arg(4, "Test images in the qualitative grid.")
-    seed: int = _arg(0, "Seed of everything.")
-    num_threads: int | None = _arg(None, "Torch CPU threads (default: all cores).")
-    disable_progress_bar: bool = _arg(False, "No progress bars.")
-
-    def __post_init__(self) -> None:
-        from .training.args import require_positive
-
-        require_positive(
-            self,
-            "image_size",
-            "train_samples",
-            "validation_samples",
-            "test_samples",
-            "stage1_epochs",
-            "finetune_epochs",
-            "mtl_epochs",
-            "patience",
-            "realign_epochs",
-            "head_epochs",
-            "rank",
-            "coefficient_steps",
-            "qualitative_samples",
-        )
-        require_positive(self, "num_threads", optional=True)
-        require_positive(self, "realign_learning_rate", integer=False)
+from ..atomic import atomic_folder, atomic_write_json
+from .arguments import DemoArguments
 
 
 def _key(data: Any) -> str:
@@ -105,27 +46,27 @@ def _say(message: str) -> None:
 
 def run_demo(args: DemoArguments) -> dict[str, Any]:
     """Run (or resume) the demo; returns the results, the table and the files written."""
-    from .analysis import describe_relationships, relationship_matrix, sweep_task_vectors
-    from .analysis.coefficients import encoder_state, learn_layer_coefficients
-    from .analysis.plots import plot_layer_coefficients, plot_relationship_matrix, plot_relationships
-    from .analysis.qualitative import build_qualitative_grid, collect_predictions, plot_qualitative
-    from .cards import write_model_card
-    from .metrics import render_table
-    from .modeling_simo import SimoModel
-    from .pipeline import (
-        RealignmentSettings,
-        evaluate_batches,
-        merge_sources,
-        primary_values,
-        realign,
-        relationship_inputs,
-        simo_batches,
+    from ..analysis import describe_relationships, relationship_inputs, relationship_matrix, sweep_task_vectors
+    from ..analysis.coefficients import encoder_state, learn_layer_coefficients
+    from ..analysis.plots import plot_layer_coefficients, plot_relationship_matrix, plot_relationships
+    from ..analysis.qualitative import build_qualitative_grid, collect_predictions, plot_qualitative
+    from ..cards import write_model_card
+    from ..data import DataArguments, load_data
+    from ..evaluation import evaluate, primary_values, simo_batches
+    from ..merging import search_and_merge
+    from ..metrics import render_table
+    from ..modeling_simo import SimoModel
+    from ..realign import RealignmentSettings, realign
+    from ..training import (
+        FinetuneArguments,
+        MTLArguments,
+        RunArguments,
+        configure_threads,
+        dataset_task_specs,
+        read_summary,
+        run_finetune,
+        run_mtl,
     )
-    from .training.args import DataArguments, FinetuneArguments, MTLArguments, RunArguments
-    from .training.data import load_data
-    from .training.finetune import dataset_task_specs, run_finetune, run_mtl
-    from .training.run import read_summary
-    from .training.utils import configure_threads
 
     started = time.perf_counter()
     out = Path(args.output_dir)
@@ -139,7 +80,9 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         validation_samples=args.validation_samples,
         data_seed=args.seed,
     )
-    run = RunArguments(seed=args.seed, log_with="jsonl", disable_progress_bar=not progress)
+    run = RunArguments(
+        seed=args.seed, log_with="jsonl", disable_progress_bar=not progress, num_threads=args.num_threads
+    )  # num_threads: else every training stage would reset torch to all cores
     timings: dict[str, float] = {}
 
     def timed(name: str, start: float) -> None:
@@ -153,6 +96,8 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         _say(f"single-task fine-tuning: {task}")
         task_run = dataclasses.replace(run, output_dir=str(out / f"finetune-{task}"))
         finetune = FinetuneArguments(
+            model_name_or_path=args.model_name_or_path,
+            pretrain_encoder=args.pretrain_encoder,
             task=task,
             stage1_epochs=args.stage1_epochs,
             stage2_epochs=args.finetune_epochs,
@@ -162,7 +107,13 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     timed("single-task fine-tuning (incl. data and encoder)", t0)
     t0 = time.perf_counter()
     _say("multi-task baseline (MTL)")
-    mtl = MTLArguments(stage1_epochs=args.stage1_epochs, stage2_epochs=args.mtl_epochs, stage2_patience=args.patience)
+    mtl = MTLArguments(
+        model_name_or_path=args.model_name_or_path,
+        pretrain_encoder=args.pretrain_encoder,
+        stage1_epochs=args.stage1_epochs,
+        stage2_epochs=args.mtl_epochs,
+        stage2_patience=args.patience,
+    )
     mtl_dir = run_mtl(mtl, data, dataclasses.replace(run, output_dir=str(out / "mtl")))
     timed("MTL training", t0)
 
@@ -175,22 +126,24 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     results: dict[str, dict[str, dict[str, float]]] = {}
     costs: dict[str, dict[str, Any]] = {}
     singles = {t: SimoModel.from_pretrained(sources[t]).eval() for t in tasks}
-    results["Single-task"] = {t: evaluate_batches(singles[t], test, [t])[t] for t in tasks}
+    results["Single-task"] = {t: evaluate(singles[t], test, [t])[t] for t in tasks}
     summaries = {t: read_summary(out / f"finetune-{t}") or {} for t in tasks}
     costs["Single-task"] = {
         "steps": sum(sum((s.get("stage_steps") or {}).values()) for s in summaries.values()),
         "trained params": _params(sum(p.numel() for m in singles.values() for p in m.parameters())),
         "samples": f"{args.train_samples} (train)",
     }
-    val_baselines = {t: primary_values(singles[t], evaluate_batches(singles[t], validation, [t]))[t] for t in tasks}
+    val_baselines = {t: primary_values(singles[t], evaluate(singles[t], validation, [t]))[t] for t in tasks}
     mtl = SimoModel.from_pretrained(mtl_dir).eval()
-    results["MTL"] = evaluate_batches(mtl, test)
+    results["MTL"] = evaluate(mtl, test)
     mtl_summary = read_summary(out / "mtl") or {}
     costs["MTL"] = {
         "steps": sum((mtl_summary.get("stage_steps") or {}).values()),
         "trained params": _params(sum(p.numel() for p in mtl.parameters())),
         "samples": f"{args.train_samples} (train)",
     }
+    vectors = _task_vectors(singles, mtl)
+    (out / "task_vectors.md").write_text(vectors.to_markdown())
     del mtl
     timed("evaluation of the baselines", t0)
 
@@ -208,7 +161,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
             alpha = cached["alpha"]
         else:
             _say(f"merging with {method} (α tuned on validation)")
-            outcome = merge_sources(
+            outcome = search_and_merge(
                 sources,
                 method=method,
                 options=options,
@@ -225,7 +178,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
             if outcome.search_table:
                 (model_dir / "alpha_search.md").write_text(outcome.search_table)
         if cached is None:
-            results[label] = evaluate_batches(merged, test)
+            results[label] = evaluate(merged, test)
             _save_stage(model_dir, merged, settings_key, {"alpha": alpha, "results": results[label]}, args.dataset)
         else:
             results[label] = cached["results"]
@@ -258,7 +211,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
                     progress=progress,
                 )
                 model.config.realignment = {**record.to_dict(), "dataset": args.dataset, "split": "validation"}
-                results[row] = evaluate_batches(model.eval(), test)
+                results[row] = evaluate(model.eval(), test)
                 cost = {
                     "steps": record.steps,
                     "trained params": _params(record.trainable_parameters),
@@ -287,7 +240,10 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         title=f"Embedded {args.dataset} benchmark, test split ({args.test_samples} images)",
     )
     (out / "results.md").write_text(table)
-    _atomic_json(out / "results.json", {"results": results, "costs": costs, "timings": timings})
+    _atomic_json(
+        out / "results.json",
+        {"results": results, "costs": costs, "task_vectors": vectors.to_dict(), "timings": timings},
+    )
     for name, folder in saved_models.items():
         if name in results:
             write_model_card(
@@ -359,15 +315,42 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     timed("qualitative grid", t0)
 
     timings["total"] = round(time.perf_counter() - started, 1)
-    _atomic_json(out / "results.json", {"results": results, "costs": costs, "timings": timings})
-    written = [out / "results.md", out / "results.json", out / "relationships.md", out / "relationships.json"]
-    written += [out / "layer_coefficients.json", *files, *(p / "README.md" for p in saved_models.values())]
+    _atomic_json(
+        out / "results.json",
+        {"results": results, "costs": costs, "task_vectors": vectors.to_dict(), "timings": timings},
+    )
+    written = [out / "results.md", out / "results.json", out / "task_vectors.md", out / "relationships.md"]
+    written += [out / "relationships.json", out / "layer_coefficients.json", *files]
+    written += [p / "README.md" for p in saved_models.values()]
     print(table)
+    print("Task vectors τ = θ − θ0 of the fine-tuned encoders (the paper's regime: small ‖τ‖/‖θ0‖):\n")
+    print(vectors.to_markdown())
     print(report)
     print(f"Finished in {timings['total'] / 60:.1f} min. Files written:")
     for path in written:
         print(f"  {path}")
-    return {"results": results, "table": table, "costs": costs, "timings": timings, "files": written}
+    return {
+        "results": results,
+        "table": table,
+        "costs": costs,
+        "task_vectors": vectors.to_dict(),
+        "timings": timings,
+        "files": written,
+    }
+
+
+def _task_vectors(singles: dict, mtl):
+    """‖τ‖/‖θ0‖, cos(θ, θ0) and pairwise cosines of the single-task and MTL encoders' task vectors."""
+    from ..analysis.task_vectors import task_vector_report
+    from ..hub import resolve_repo
+    from ..modeling_simo import load_dinov2_encoder
+
+    config = next(iter(singles.values())).config
+    resolved = resolve_repo(config.base_model_name_or_path, config.base_model_revision)
+    base = load_dinov2_encoder(resolved.path).state_dict()
+    states = {task: model.dinov2.state_dict() for task, model in singles.items()}
+    states["MTL"] = mtl.dinov2.state_dict()
+    return task_vector_report(base, states)
 
 
 def _specs(singles) -> dict:
@@ -394,15 +377,4 @@ def _save_stage(folder: Path, model, key: str, record: dict, dataset: str) -> No
     _atomic_json(folder / "stage.json", {"key": key, **record})
 
 
-def demo_main(argv=None) -> dict[str, Any]:
-    """`hf-simo demo [--output_dir DIR] [...]` (or one YAML file of `DemoArguments`)."""
-    from .training.args import parse_args
-
-    try:
-        (args,) = parse_args([DemoArguments], argv)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {' '.join(str(err).split())}") from err
-    return run_demo(args)
-
-
-__all__ = ["DemoArguments", "demo_main", "run_demo"]
+__all__ = ["run_demo"]

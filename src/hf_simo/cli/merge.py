@@ -3,8 +3,9 @@
     hf-simo merge --base facebook/dinov2-base --task seg=org/nyuv2-seg --task depth=org/nyuv2-depth@v1 \\
         --method ties --density 0.2 --alpha 1.0 --output merged/ [--push-to-hub org/nyuv2-merged]
 
-The lead's `hf_simo.cli` wires it in with `add_merge_subparser(subparsers)`; `main()` runs it standalone
-(`python -m hf_simo.merging.cli ...`).
+`hf_simo.cli` runs it as a legacy verb (`configure_parser` + `run`, see `hf_simo.cli.legacy`);
+`add_merge_subparser(subparsers)` adds it to another program's parser; `main()` runs it standalone
+(`python -m hf_simo.cli.merge ...`). Hand-written argparse until it moves to dataclasses (`hf_simo.merging.arguments`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..atomic import OutputBusyError
-from ..hub import CheckpointError
+from ..errors import CheckpointError, MergeOptionError, OutputBusyError
+from ..merging.arguments import DEFAULT_MAX_RELATIVE_DISTANCE
+from ..merging.engine import DTYPES, MergeArguments, merge_from_arguments, merge_to_folder
+from ..merging.methods import METHODS
 from ..publishing import push_folder_to_hub
-from .engine import DTYPES, merge_to_folder
-from .methods import METHODS, MergeOptionError
-from .sources import DEFAULT_MAX_RELATIVE_DISTANCE
+from .runner import Command
+
+
+HELP = "merge single-task checkpoints into one multi-task SimoModel"
 
 
 _OPTION_FLAGS = (
@@ -124,7 +128,7 @@ def add_merge_subparser(subparsers) -> argparse.ArgumentParser:
     """Register `merge` on an `argparse` sub-parsers object; the sub-command runs `run_merge(args)`."""
     parser = subparsers.add_parser(
         "merge",
-        help="merge single-task checkpoints into one multi-task SimoModel",
+        help=HELP,
         description=__doc__.split("\n\n")[0],
     )
     configure_parser(parser)
@@ -184,9 +188,25 @@ def run_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+run = run_merge  # the legacy-verb protocol of hf_simo.cli.legacy
+
+
+# `recipes/merge.py`: `MergeArguments` from the command line and/or `--config x.yaml`; returns the merged folder
+RECIPE = Command(
+    "recipes/merge.py",
+    (MergeArguments,),
+    merge_from_arguments,
+    description="Merge single-task checkpoints into one multi-task SimoModel folder (YAML or command line).",
+)
+recipe_main = RECIPE.main
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = configure_parser(argparse.ArgumentParser(prog="hf-simo merge", description=__doc__.split("\n\n")[0]))
     return run_merge(parser.parse_args(argv))
+
+
+__all__ = ["HELP", "RECIPE", "add_merge_subparser", "configure_parser", "main", "recipe_main", "run", "run_merge"]
 
 
 if __name__ == "__main__":

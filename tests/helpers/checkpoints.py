@@ -1,7 +1,5 @@
-"""Builders shared by the merge tests: a tiny Dinov2 base and single-task SimoModel checkpoints fine-tuned from it.
-
-Imported by the other `test_merge_*` modules (`from test_merge_fixtures import ...`), like `conftest`. The few
-tests here check the builders themselves, so the other tests rest on checkpoints of the intended shape.
+"""Builders shared by the merge tests: a tiny Dinov2 base and single-task SimoModel checkpoints fine-tuned from it
+(`test_merge_engine.py::test_builders_make_fine_tuned_single_task_checkpoints` checks they have the intended shape).
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Dinov2Model
 
-from conftest import TINY_TASKS, tiny_backbone_config
+from helpers.tiny import TINY_TASKS, tiny_backbone_config
 from hf_simo import SimoModel
 from hf_simo.atomic import lock_path
 from hf_simo.merging.sources import canonical_encoder_keys
@@ -101,16 +99,3 @@ def leftovers(parent: str | os.PathLike, name: str) -> list[str]:
     return sorted(
         p.name for p in Path(parent).iterdir() if p != lock and (p.name == name or p.name.startswith(f".{name}."))
     )
-
-
-def test_builders_make_fine_tuned_single_task_checkpoints(tmp_path):
-    base_folder, folders = build_sources(tmp_path)
-    base = encoder_state(base_folder)
-    for folder, task in zip(folders, TASKS):
-        model = SimoModel.from_pretrained(folder)
-        assert model.task_names == [task]
-        assert model.config.base_model_name_or_path == str(base_folder)
-        tau = {k: v - base[k] for k, v in encoder_state(folder).items()}
-        assert set(tau) == set(base)
-        norm = sum(float(t.pow(2).sum()) for t in tau.values()) ** 0.5
-        assert 0 < norm / sum(float(v.pow(2).sum()) for v in base.values()) ** 0.5 < 0.05

@@ -1,0 +1,8 @@
+"""`python -m hf_simo.cli ...` is `hf-simo ...`."""
+
+import sys
+
+from . import main
+
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""`DemoArguments`: the settings of `hf-simo demo` (the whole pipeline on the embedded benchmark). Plain dataclass,
+no torch: `hf-simo demo --help` stays cheap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..utils.fields import option, require_positive
+
+
+@dataclass
+class DemoArguments:
+    """The demo's settings; the defaults finish in under 15 minutes on 2 CPU cores from scratch."""
+
+    output_dir: str = option("hf_simo_demo", "Where every model, table, plot and card is written.")
+    dataset: str = option("nyuv2", "Embedded benchmark preset: nyuv2 (3 tasks) or taskonomy (5 tasks).")
+    model_name_or_path: str | None = option(
+        None, "DINOv2 encoder to fine-tune (θ_0), a Hub id or folder. Default: the encoder shipped with hf_simo."
+    )
+    pretrain_encoder: bool = option(
+        False,
+        "Pre-train a small encoder on the benchmark's training images first (SimMIM, 1.5-2.5 minutes more; the "
+        "demo's behaviour before an encoder shipped with the package) instead of using the shipped one.",
+    )
+    image_size: int = option(64, "Image side in pixels.")
+    train_samples: int = option(2000, "Training samples (single-task and MTL training).")
+    validation_samples: int = option(200, "Validation samples: α search and re-alignment see only these.")
+    test_samples: int = option(500, "Test samples: every reported number.")
+    stage1_epochs: int = option(2, "Head probing (stage 1) epochs of single-task and MTL training.")
+    finetune_epochs: int = option(
+        3,
+        "Single-task stage-2 epochs (early-stopped). The short default fits the 15-minute budget; it stops before "
+        "the validation loss plateaus (benchmarks/realign_results.py --converged trains as the paper does).",
+    )
+    mtl_epochs: int = option(9, "MTL stage-2 epochs: by default the three single-task runs' together.")
+    patience: int = option(3, "Early-stopping patience (epochs) of stage 2.")
+    methods: list[str] = option(["task_arithmetic", "ties"], "Merging methods.")
+    ties_density: float = option(0.2, "TIES: fraction of each task vector kept.")
+    alpha_grid: list[float] = option([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0], "α values searched on validation.")
+    realign_epochs: int = option(30, "Representation re-alignment: maximum epochs.")
+    realign_learning_rate: float = option(1e-3, "Representation re-alignment learning rate.")
+    head_epochs: int = option(50, "Head re-alignment: maximum epochs.")
+    rank: int = option(16, "Adapter rank.")
+    relationship_lambdas: list[float] = option([0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5], "λ grid of the sweeps.")
+    coefficient_steps: int = option(60, "Steps of per-layer coefficient learning (Figure 2).")
+    qualitative_samples: int = option(4, "Test images in the qualitative grid.")
+    seed: int = option(0, "Seed of everything.")
+    num_threads: int | None = option(None, "Torch CPU threads (default: all cores).")
+    disable_progress_bar: bool = option(False, "No progress bars.")
+
+    def __post_init__(self) -> None:
+        require_positive(
+            self,
+            "image_size",
+            "train_samples",
+            "validation_samples",
+            "test_samples",
+            "stage1_epochs",
+            "finetune_epochs",
+            "mtl_epochs",
+            "patience",
+            "realign_epochs",
+            "head_epochs",
+            "rank",
+            "coefficient_steps",
+            "qualitative_samples",
+        )
+        require_positive(self, "num_threads", optional=True)
+        require_positive(self, "realign_learning_rate", integer=False)
+
+
+__all__ = ["DemoArguments"]

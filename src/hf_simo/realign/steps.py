@@ -1,0 +1,206 @@
+"""The re-alignment step shared by the realign job and the demo: re-align a merged model on the multi-task
+validation split, by head re-alignment on cached features or by representation re-alignment (adapters after each
+block, through PEFT, trained with the staged loop), and record what it used (the paper's Table 4 columns)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import OptionError, UnknownTaskError
+from ..evaluation import simo_batches
+from ..modeling_simo import SimoModel
+from .heads import realign_heads
+from .representation import adapter_parameters, fold_adapters, prepare_representation_realignment
+
+
+@dataclass
+class RealignmentSettings:
+    """How to re-align (see `realign`); the defaults are the embedded benchmark's.
+
+    checkpointing_steps / checkpoints_total_limit / stop_after_steps: representation re-alignment's checkpoints, as
+    in `TrainerConfig` (a stage-end checkpoint is always saved; a later call with the same output folder resumes).
+    """
+
+    mode: str = "representation"
+    rank: int = 16
+    adapter: str = "lora"
+    lora_target_modules: list[str] | None = None
+    learning_rate: float = 1e-3
+    num_epochs: int = 30
+    patience: int | None = 5
+    batch_size: int = 16
+    head_learning_rate: float = 1e-3
+    head_epochs: int = 50
+    heldout_fraction: float = 0.2
+    seed: int = 0
+    checkpointing_steps: int | None = None
+    checkpoints_total_limit: int | None = 2
+    stop_after_steps: int | None = None
+
+
+@dataclass
+class RealignmentRecord:
+    """What re-alignment used (Table 4's columns) and where it stopped; stored in `config.realignment`."""
+
+    mode: str
+    samples: int
+    heldout_samples: int
+    steps: int
+    trainable_parameters: int
+    adapter_parameters: int = 0
+    rank: int | None = None
+    adapter: str | None = None
+    epochs: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False  # stopped by stop_after_steps: resume with the same call
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.update(data.pop("extra"))
+        if not data["interrupted"]:
+            del data["interrupted"]
+        return data
+
+
+def split_heldout(dataset, fraction: float, seed: int = 0):
+    """(train, held-out) parts of the re-alignment set, disjoint, chosen by a seeded permutation."""
+    if not 0.0 <= fraction < 1.0:
+        raise OptionError(f"heldout_fraction must be in [0, 1), got {fraction}")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_heldout = max(1, int(round(len(dataset) * fraction))) if fraction > 0 else 0
+    return dataset.select(sorted(order[n_heldout:])), dataset.select(sorted(order[:n_heldout]))
+
+
+def realign(
+    model: SimoModel,
+    dataset,
+    settings: RealignmentSettings,
+    *,
+    output_dir: str | Path,
+    accelerator=None,
+    progress: bool = True,
+) -> tuple[SimoModel, RealignmentRecord, Any]:
+    """Re-align a merged model on `dataset` (the multi-task validation split); returns the plain (folded) model,
+    the record, and for LoRA the trained `PeftModel` (to save the adapter in PEFT's format), else None.
+
+    Representation re-alignment checkpoints into `output_dir` and resumes from its newest checkpoint (the caller
+    makes sure the folder holds this run: see `hf_simo.training.run.check_output_dir`). When
+    `settings.stop_after_steps` stops it, `record.interrupted` is set and the model returned is unfinished.
+    """
+    tasks = model.task_names
+    missing = [t for t in tasks if t not in dataset.column_names]
+    if missing:
+        raise UnknownTaskError(
+            f"the re-alignment data has no labels for task(s) {missing}; it has {dataset.column_names}"
+        )
+    start = time.perf_counter()
+    if settings.mode == "head":
+        batches = simo_batches(dataset, tasks, batch_size=64)
+        result = realign_heads(
+            model,
+            batches,
+            epochs=settings.head_epochs,
+            batch_size=settings.batch_size,
+            learning_rate=settings.head_learning_rate,
+            heldout_fraction=settings.heldout_fraction,
+            patience=settings.patience or settings.head_epochs,
+            seed=settings.seed,
+            progress=progress,
+        )
+        record = RealignmentRecord(
+            mode="head",
+            samples=result.train_samples,
+            heldout_samples=result.heldout_samples,
+            steps=result.steps,
+            trainable_parameters=result.trainable_parameters,
+            epochs=result.epochs_run,
+            seconds=time.perf_counter() - start,
+            extra={"best_epoch": result.best_epoch, "learning_rate": settings.head_learning_rate},
+        )
+        return model, record, None
+    if settings.mode != "representation":
+        raise OptionError(f"mode must be 'head' or 'representation', got {settings.mode!r}")
+
+    from accelerate.utils import set_seed
+    from peft import LoraConfig
+
+    from ..training import Stage, TrainerConfig, fit, make_accelerator, make_simo_loss_fn
+
+    # PEFT initialises LoRA's A matrices (kaiming uniform) from the global RNG, which torch seeds randomly in every
+    # process: without this, two identical runs start from different adapters.
+    set_seed(settings.seed)
+    lora_config = None
+    if settings.lora_target_modules:
+        lora_config = LoraConfig(
+            r=settings.rank, lora_alpha=settings.rank, target_modules=list(settings.lora_target_modules)
+        )
+    trainable = prepare_representation_realignment(
+        model, rank=settings.rank, variant=settings.adapter, lora_config=lora_config
+    )
+    train, heldout = split_heldout(dataset, settings.heldout_fraction, settings.seed)
+    columns = ["image", *tasks]
+    train, heldout = train.select_columns(columns), heldout.select_columns(columns)
+    accelerator = accelerator or make_accelerator(output_dir, seed=settings.seed, log_with="none")
+    config = TrainerConfig(
+        output_dir=output_dir,
+        train_batch_size=settings.batch_size,
+        eval_batch_size=64,
+        seed=settings.seed,
+        progress_bar=progress,
+        drop_last=False,
+        checkpointing_steps=settings.checkpointing_steps,
+        checkpoints_total_limit=settings.checkpoints_total_limit,
+        stop_after_steps=settings.stop_after_steps,
+    )
+    stage = Stage(
+        "realign_representation",
+        trainable=[""],  # only what prepare_representation_realignment left trainable: adapters and heads
+        learning_rate=settings.learning_rate,
+        num_epochs=settings.num_epochs,
+        early_stopping_patience=settings.patience if len(heldout) else None,
+    )
+    counted = sum(p.numel() for p in trainable.parameters() if p.requires_grad)
+    adapters = adapter_parameters(trainable)
+    result = fit(
+        accelerator,
+        trainable,
+        [stage],
+        train,
+        heldout if len(heldout) else train,
+        make_simo_loss_fn(model.config.tasks),
+        config,
+    )
+    peft_model = result.model
+    steps = max((r.get("stage_step", 0) for r in result.history), default=0)
+    epochs = math.ceil(max((r.get("epoch", 0) + 1 for r in result.history), default=0))  # records: 0-based epochs
+    record = RealignmentRecord(
+        mode="representation",
+        samples=len(train),
+        heldout_samples=len(heldout),
+        steps=int(result.state.global_step if result.interrupted else steps),
+        trainable_parameters=counted,
+        adapter_parameters=adapters,
+        rank=settings.rank,
+        adapter="lora:" + ",".join(settings.lora_target_modules) if settings.lora_target_modules else settings.adapter,
+        epochs=int(epochs),
+        seconds=time.perf_counter() - start,
+        extra={"learning_rate": settings.learning_rate},
+        interrupted=result.interrupted,
+    )
+    if result.interrupted:
+        return model, record, None
+    unwrapped = accelerator.unwrap_model(peft_model)
+    saved_peft = copy.deepcopy(unwrapped) if settings.adapter == "lora" else None
+    return fold_adapters(unwrapped), record, saved_peft
+
+
+__all__ = ["RealignmentRecord", "RealignmentSettings", "realign", "split_heldout"]
