@@ -674,6 +674,19 @@ NEW_OPTIONS = [
     ),
     ("--max_relative_distance", "SourceArguments", "now on realign and relationships"),
     ("--head_weight_decay", "RealignArguments", "head re-alignment's AdamW weight decay (1e-4, today hard-wired)"),
+    # issue 14 (the shipped encoder, fine-tuning as practised)
+    (
+        "--pretrain_encoder / --model_name_or_path",
+        "DemoArguments",
+        "the demo fine-tunes from the shipped encoder, a given one, or one it pre-trains",
+    ),
+    ("--pretrain_encoder", "FinetuneArguments, MTLArguments", "pre-train a quick encoder instead of the shipped one"),
+    (
+        "--stage2_encoder_learning_rate / --layer_decay",
+        "FinetuneArguments, MTLArguments",
+        "the encoder's own stage-2 learning rate and layer-wise decay",
+    ),
+    ("--early_stopping_patience", "EncoderArguments", "pre-training stops at a validation plateau"),
 ]
 
 

@@ -15,13 +15,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import SimoError
+
 
 SHIPPED_ENCODER = "embedded"
 PROVENANCE_NAME = "provenance.json"
 _ROOT = Path(__file__).resolve().parent
 
 
-class ShippedEncoderMissingError(FileNotFoundError):
+class ShippedEncoderMissingError(SimoError, FileNotFoundError):
     """The package was installed without its encoder weights."""
 
 
