@@ -53,7 +53,6 @@ class MergeRequest:
         method: str,
         options: Mapping[str, Any] | None,
         method_options: Mapping[str, Any],
-        *,
         alpha: float,
         coefficients: Any,
         dtype: str | torch.dtype | None,
@@ -147,18 +146,8 @@ def merge(
         max_relative_distance: refuse task encoders farther than this from the base (None: warn only).
         progress: transition only (see `progress_switch`); hide bars with `hf_simo.utils.logging`.
     """
-    request = MergeRequest.build(
-        tasks,
-        base,
-        method,
-        options,
-        method_options,
-        alpha=alpha,
-        coefficients=coefficients,
-        dtype=dtype,
-        hub=hub,
-        max_relative_distance=max_relative_distance,
-    )
+    settings = (alpha, coefficients, dtype, hub, max_relative_distance)
+    request = MergeRequest.build(tasks, base, method, options, method_options, *settings)
     with progress_switch(progress), open_merge(request) as planned:
         with no_init_weights():
             model = SimoModel(planned.config)
@@ -213,18 +202,8 @@ def merge_to_folder(
     waiting) is a `FileExistsError` unless `overwrite`. Arguments as in `merge`. Nothing is pushed: publish the
     folder with `hf_simo.publishing.push_folder_to_hub` (``hf-simo merge --push_to_hub`` does).
     """
-    request = MergeRequest.build(
-        tasks,
-        base,
-        method,
-        options,
-        method_options,
-        alpha=alpha,
-        coefficients=coefficients,
-        dtype=dtype,
-        hub=hub,
-        max_relative_distance=max_relative_distance,
-    )
+    settings = (alpha, coefficients, dtype, hub, max_relative_distance)
+    request = MergeRequest.build(tasks, base, method, options, method_options, *settings)
     output = Path(output_dir)
     check_can_write(output, overwrite)
     with (

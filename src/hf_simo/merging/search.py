@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from transformers.initialization import no_init_weights
 
-from ..errors import OptionError
+from ..errors import DataError, OptionError, UnknownTaskError
 from ..evaluation import evaluate
 from ..hub import HubOptions
 from ..metrics import MultiTaskMetrics, normalized_performance, render_table, task_normalized_performance
@@ -82,7 +82,7 @@ class SearchResult:
         """Highest normalized performance (the first one on ties; NaN scores never win)."""
         scored = [c for c in self.candidates if not math.isnan(c.score)]
         if not scored:
-            raise ValueError("no candidate has a finite score")
+            raise DataError("no candidate has a finite score (every candidate's metrics are NaN on this data)")
         return max(scored, key=lambda c: c.score)
 
     def table(self) -> str:
@@ -147,7 +147,7 @@ def search(
     """
     alphas = [validate_alpha(a) for a in alphas]
     if not alphas:
-        raise ValueError("alphas must not be empty")
+        raise OptionError("alphas must not be empty: give at least one α to try")
     settings = []
     for combo in _grid(grid):
         name, resolved = resolve_method(method, collect_options(options, combo))
@@ -181,7 +181,7 @@ def search(
         else:
             missing = [t for t in config.task_names if t not in baselines]
             if missing:
-                raise KeyError(f"no baseline value for task(s) {missing}; give all or none")
+                raise UnknownTaskError(f"no baseline value for task(s) {missing}; give all or none")
             baselines = {t: float(baselines[t]) for t in config.task_names}
 
         candidates: list[Candidate] = []

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointError
 from .layers import layer_group, resolve_coefficients
 from .merge_methods import (
     apply_task_vector,
@@ -45,7 +46,7 @@ def merge_state_dicts(
     keys = sorted(base)
     for index, state_dict in enumerate(finetuned):
         if sorted(state_dict) != keys:
-            raise ValueError(f"fine-tuned state dict {index} does not have the base's keys")
+            raise CheckpointError(f"fine-tuned state dict {index} does not have the base's keys")
     if num_layers is None:
         blocks = {int(k.split(".")[2]) for k in keys if k.startswith("encoder.layer.")}
         num_layers = max(blocks) + 1 if blocks else 0

@@ -128,26 +128,13 @@ def merge_base(
 ) -> torch.Tensor:
     """tau_MTL of the base method (Task Arithmetic or TIES) of consensus, TALL masks and LiNeS."""
     if options["base_method"] == "ties":
-        return ties(
-            task_vectors,
-            weights,
-            density=options["density"],
-            aggregate=options["aggregate"],
-            thresholds=thresholds,
-            majority=majority,
-        )
+        return _merge(task_vectors, weights, options, key="", thresholds=thresholds, majority=majority)
     return task_arithmetic(task_vectors, weights)
 
 
 def _merge(task_vectors, weights, options, *, key, thresholds, majority) -> torch.Tensor:
-    return ties(
-        task_vectors,
-        weights,
-        density=options["density"],
-        aggregate=options["aggregate"],
-        thresholds=thresholds,
-        majority=majority,
-    )
+    density, aggregate = options["density"], options["aggregate"]
+    return ties(task_vectors, weights, density=density, aggregate=aggregate, thresholds=thresholds, majority=majority)
 
 
 SPEC = MethodSpec(
