@@ -279,6 +279,19 @@ def test_old_spellings_exit_2_naming_the_new_option(tmp_path, capsys, old, new):
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "missing"),
+    [
+        (["--output_dir", "x"], "--task_checkpoints"),
+        (["--task_checkpoints", "a"], "--output_dir"),
+        ([], "--task_checkpoints, --output_dir"),
+    ],
+)
+def test_missing_required_options_are_usage_errors(argv, missing, capsys):
+    assert main(argv) == 2
+    assert f"the following arguments are required: {missing}" in capsys.readouterr().err
+
+
 def test_push_options_without_push_to_hub_are_refused(sources, tmp_path, capsys):
     base, tasks = sources
     argv = ["--task_checkpoints", str(tasks[0]), "--base_model", str(base), "--output_dir", str(tmp_path / "np")]

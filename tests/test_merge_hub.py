@@ -72,6 +72,27 @@ def test_base_recorded_in_hub_checkpoints_is_fetched_from_the_cache(hub_sources)
     assert model.task_names == ["segmentation", "depth"]
 
 
+def test_task_sources_by_name_read_hub_configs_with_the_hub_options(hub_sources, monkeypatch):
+    import hf_simo.hub
+    from hf_simo.merging import parse_task_sources
+
+    seen = []
+    original = hf_simo.hub.snapshot_download
+
+    def spy(*args, **kwargs):  # where resolve_repo looks it up
+        seen.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(hf_simo.hub, "snapshot_download", spy)
+    hub = HubOptions(local_files_only=True, cache_dir=None, token="hf_secret")
+    assert parse_task_sources(["org/seg@v1", "d=org/depth"], hub=hub) == {
+        "segmentation": "org/seg@v1",
+        "d": "org/depth",
+    }
+    assert len(seen) == 1 and seen[0]["local_files_only"] is True and seen[0]["token"] == "hf_secret"
+    assert seen[0]["revision"] == "v1"
+
+
 def test_unknown_repo_and_revision_are_clear_errors(hub_sources, tmp_path):
     with pytest.raises(CheckpointError, match="org/missing"):
         merge_to_folder(tmp_path / "x", ["org/missing"], "org/base")

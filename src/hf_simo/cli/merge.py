@@ -85,7 +85,9 @@ def run(
 
 
 class MergeCommand(Command):
-    """`Command` plus one hint: ``--push_to_hub ORG/NAME`` (the spelling of before issue 11) names the new pair."""
+    """`Command` plus what this verb needs: ``--task_checkpoints`` and ``--output_dir`` are required (exit 2 when
+    missing, from the command line or the YAML file), and ``--push_to_hub ORG/NAME`` (the spelling of before issue 11)
+    names the new pair."""
 
     def parse(self, argv: Sequence[str] | None = None) -> tuple[tuple[Any, ...], Any]:
         words = list(sys.argv[1:] if argv is None else argv)
@@ -98,7 +100,16 @@ class MergeCommand(Command):
                     self.parser().error(
                         f"--push_to_hub is a flag now: use --push_to_hub --hub_model_id {value} (transformers' spelling)"
                     )
-        return super().parse(words)
+        parsed, common = super().parse(words)
+        sources, _, output = parsed[:3]
+        missing = [
+            name
+            for name, given in (("--task_checkpoints", sources.task_checkpoints), ("--output_dir", output.output_dir))
+            if not given
+        ]
+        if missing:  # required by this command only (the dataclasses are shared with verbs where they are optional)
+            self.parser().error(f"the following arguments are required: {', '.join(missing)}")
+        return parsed, common
 
 
 DESCRIPTION = "Merge single-task checkpoints into one multi-task SimoModel folder (and push it to the Hub)."

@@ -77,7 +77,7 @@ def parse_task_spec(spec: str | os.PathLike | TaskSource | PreTrainedModel | Map
     return TaskSource(text)
 
 
-def parse_task_sources(values: Sequence[str]) -> dict[str, str]:
+def parse_task_sources(values: Sequence[str], hub: HubOptions | None = None) -> dict[str, str]:
     """`["seg=org/repo@v1", "path/to/depth"]` -> {task: source} (the merge engine's `NAME=SOURCE` syntax); a source
     without `NAME=` is keyed by the task of its config (a single-task checkpoint)."""
     sources: dict[str, str] = {}
@@ -86,7 +86,7 @@ def parse_task_sources(values: Sequence[str]) -> dict[str, str]:
         source = str(spec.name_or_path)
         name = spec.task
         if name is None:
-            config = SimoConfig.from_pretrained(resolve_repo(source).path)
+            config = SimoConfig.from_pretrained(resolve_repo(source, hub=hub).path)
             if len(config.tasks) != 1:
                 raise CheckpointError(f"{source} has tasks {config.task_names}; name the one to use as NAME={source}")
             name = config.task_names[0]
