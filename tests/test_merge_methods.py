@@ -393,3 +393,29 @@ def test_coefficients_accept_numbers_rows_layer_rows_and_mappings():
     for bad in ([1], [[1, 2], 1], {"a": 1}, [float("nan"), 1]):
         with pytest.raises(M.MergeOptionError):
             resolve_coefficients(bad, names, 3)
+
+
+def test_every_family_file_registers_its_methods_once():
+    """A method = one file in merge_methods/ with its `MethodSpec`(s), listed once in the registry (mergekit's
+    layout): every spec defined in a family file is in `METHODS` under its own name, with a merge function, and
+    every registered spec comes from a family file."""
+    import importlib
+    import pkgutil
+
+    from hf_simo.merging import merge_methods
+    from hf_simo.merging.merge_methods.base import MethodSpec
+
+    infrastructure = {"base", "common", "registry"}
+    defined = {}
+    for info in pkgutil.iter_modules(merge_methods.__path__):
+        if info.name in infrastructure:
+            continue
+        module = importlib.import_module(f"hf_simo.merging.merge_methods.{info.name}")
+        specs = [value for value in vars(module).values() if isinstance(value, MethodSpec)]
+        assert specs, f"merge_methods/{info.name}.py defines no MethodSpec"
+        defined |= {spec.name: spec for spec in specs}
+    assert defined == M.METHODS
+    assert all(callable(spec.merge) for spec in M.METHODS.values())
+    assert sorted(M.METHODS) == sorted(
+        ["task_arithmetic", "ties", "magnitude", "dare", "breadcrumbs", "consensus", "tall_mask", "lines"]
+    )
