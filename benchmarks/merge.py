@@ -57,7 +57,7 @@ def generate(workdir: Path, num_tasks: int) -> tuple[Path, list[Path], int]:
     from transformers import Dinov2Config, Dinov2Model
 
     from hf_simo import SimoConfig, SimoModel
-    from hf_simo.merging.writer import ShardedSafetensorsWriter
+    from hf_simo.merging.io.writer import ShardedSafetensorsWriter
 
     backbone = Dinov2Config(**VIT_B)
     with torch.device("meta"):
@@ -124,7 +124,10 @@ def worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     from hf_simo.merging import merge_to_folder
-    from hf_simo.merging.sources import TensorReader
+    from hf_simo.merging.io.reader import TensorReader
+    from hf_simo.utils.logging import disable_progress_bars
+
+    disable_progress_bars()
 
     start = time.perf_counter()
     if spec["kind"] == "import":
@@ -142,7 +145,7 @@ def worker(spec: dict) -> dict:
             reader.close()
     else:
         options = dict(METHODS[spec["method"]])
-        merge_to_folder(spec["output"], spec["tasks"], spec["base"], progress=False, overwrite=True, **options)
+        merge_to_folder(spec["output"], spec["tasks"], spec["base"], overwrite=True, **options)
     return {"wall_s": time.perf_counter() - start, "peak_rss_mib": _peak_rss_mib()}
 
 

@@ -38,38 +38,26 @@ RENAMES = {"os.replace", "os.rename", "tempfile.mkstemp", "tempfile.mkdtemp", "m
 # violation -> the work package of issue 11 that removes it (see plan-11 section 6)
 KNOWN: dict[tuple, str] = {
     ("circle", frozenset({"hf_simo.cards", "hf_simo.modeling_simo", "hf_simo.publishing"})): "WP-C",
-    ("private-import", "hf_simo.merging.search", "_MergeJob"): "WP-A",
-    ("private-import", "hf_simo.merging.search", "_build_config"): "WP-A",
-    ("private-import", "hf_simo.merging.search", "_collect_options"): "WP-A",
-    ("private-import", "hf_simo.merging.search", "_head_plan"): "WP-A",
-    ("private-import", "hf_simo.merging.search", "_load_coefficients"): "WP-A",
-    ("size", "hf_simo.merging.engine"): "WP-A",
-    ("size", "hf_simo.merging.methods"): "WP-A",
-    ("size", "hf_simo.merging.sources"): "WP-A",
     ("size", "hf_simo.training.loop"): "WP-B",
     ("size", "hf_simo.analysis.relationships"): "WP-C",
     ("size", "hf_simo.cards"): "WP-C",
     ("size", "hf_simo.publishing"): "WP-C",
-    ("cli-imports", "hf_simo.cli.merge"): "WP-A",
     ("atomic", "hf_simo.training.loop"): "WP-B",
     ("atomic", "hf_simo.realign.heads"): "WP-B",
     ("atomic", "hf_simo.cards"): "WP-C",
     ("atomic", "hf_simo.data._common"): "WP-C",
-    ("print", "hf_simo.merging.search"): "WP-A",
     ("print", "hf_simo.training.finetune"): "WP-B",
     ("print", "hf_simo.training.pretrain"): "WP-B",
     ("print", "hf_simo.training.run"): "WP-B",
     ("print", "hf_simo.realign.job"): "WP-B",
     ("print", "hf_simo.demo.run"): "WP-C",
-    ("tqdm", "hf_simo.merging.engine"): "WP-A",
-    ("tqdm", "hf_simo.merging.search"): "WP-A",
     ("tqdm", "hf_simo.training.loop"): "WP-B",
     ("tqdm", "hf_simo.realign.heads"): "WP-B",
     ("tqdm", "hf_simo.analysis.coefficients"): "WP-C",
     ("tqdm", "hf_simo.analysis.relationships"): "WP-C",
     ("tqdm", "hf_simo.predict"): "WP-C",
-    # transition support: the hand-written argparse verbs (merge: WP-A; evaluate, relationships, card, push,
-    # predict: WP-C) and the broad `except` that reports their built-in errors in one line
+    # transition support: the hand-written argparse verbs (evaluate, relationships, card, push, predict: WP-C)
+    # and the broad `except` that reports their built-in errors in one line
     ("transition", "hf_simo.cli.legacy"): "WP-C",
 }
 

@@ -210,11 +210,11 @@ def test_debug_shows_the_traceback_of_every_kind_of_verb(tiny, tmp_path, capsys)
 
     merge = [
         "merge",
-        "--task",
+        "--task_checkpoints",
         str(tmp_path / "nowhere"),
-        "--base",
+        "--base_model",
         str(tiny["base"]),
-        "--output",
+        "--output_dir",
         str(tmp_path / "o"),
     ]
     assert main(merge) == 1  # without --debug: one line

@@ -37,8 +37,8 @@ BUILT_INS = {
 OLD_HOMES = {
     "hf_simo.hub": ["CheckpointError", "UnsafeCheckpointError"],
     "hf_simo.configuration_simo": ["TaskSpecError"],
-    "hf_simo.merging.sources": ["NotFineTunedError"],
-    "hf_simo.merging.methods": ["MergeOptionError"],
+    "hf_simo.merging.checks": ["NotFineTunedError"],  # was hf_simo.merging.sources (split by issue 11, WP-A)
+    "hf_simo.merging.merge_methods": ["MergeOptionError"],  # was hf_simo.merging.methods
     "hf_simo.merging": ["MergeOptionError", "NotFineTunedError"],
     "hf_simo.publishing": ["PublishError"],
     "hf_simo.image_processing_simo": ["ImageInputError"],

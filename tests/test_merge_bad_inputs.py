@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from helpers.checkpoints import build_base, build_sources, build_task, encoder_state, leftovers, rewrite_weights
 from hf_simo import CheckpointError, SimoModel, UnsafeCheckpointError
+from hf_simo.hub import HubOptions
 from hf_simo.merging import MergeOptionError, NotFineTunedError, merge, merge_to_folder
 
 
@@ -23,7 +24,7 @@ def sources(tmp_path):
 
 def _expect_error(out, error, match, *args, **kwargs):
     with pytest.raises(error, match=match):
-        merge_to_folder(out, *args, progress=False, **kwargs)
+        merge_to_folder(out, *args, **kwargs)
     assert leftovers(out.parent, out.name) == []
 
 
@@ -71,7 +72,7 @@ def test_nan_or_inf_in_a_task_names_the_tensor(sources, bad):
             method,
         )
     with pytest.raises(CheckpointError, match=kind):
-        merge(tasks, base, progress=False)
+        merge(tasks, base)
 
 
 def test_nan_in_the_base_or_a_head_is_refused(sources):
@@ -96,12 +97,12 @@ def test_truncated_and_corrupted_safetensors(sources):
 
 def test_bin_only_checkpoints_are_refused_unless_pickle_is_allowed(sources):
     base, tasks, out = sources
-    reference = merge(tasks, base, progress=False)
+    reference = merge(tasks, base)
     state = load_file(tasks[0] / "model.safetensors")
     torch.save(state, tasks[0] / "pytorch_model.bin")
     (tasks[0] / "model.safetensors").unlink()
     _expect_error(out, UnsafeCheckpointError, r"segmentation.*only has pickle weights.*allow_pickle", tasks, base)
-    allowed = merge_to_folder(out, tasks, base, allow_pickle=True, progress=False)
+    allowed = merge_to_folder(out, tasks, base, hub=HubOptions(allow_pickle=True))
     merged = SimoModel.from_pretrained(allowed)
     for key, value in reference.state_dict().items():
         assert torch.equal(merged.state_dict()[key], value), key
@@ -136,9 +137,9 @@ def test_an_alpha_that_overflows_or_lands_far_from_the_base_is_refused_and_write
     base, tasks, out = sources
     _expect_error(out, MergeOptionError, r"contains inf in float32 \(alpha=1e\+300\)", tasks, base, alpha=1e300)
     with pytest.raises(MergeOptionError, match="contains inf"):  # in memory too
-        merge(tasks, base, alpha=1e300, progress=False)
+        merge(tasks, base, alpha=1e300)
     _expect_error(out, MergeOptionError, r"contains inf in float16", tasks, base, alpha=1e7, dtype="float16")
-    unit = merge_to_folder(tmp_path / "unit", tasks, base, progress=False)  # alpha = 1
+    unit = merge_to_folder(tmp_path / "unit", tasks, base)  # alpha = 1
     ratio = _relative_update(unit, base)
     recorded = json.loads((unit / "config.json").read_text())["merge"]["statistics"]["relative_update"]
     assert recorded == pytest.approx(ratio, rel=1e-5)
@@ -146,7 +147,7 @@ def test_an_alpha_that_overflows_or_lands_far_from_the_base_is_refused_and_write
     _expect_error(
         out, MergeOptionError, r"farther than 10·‖θ_0‖.*alpha is far too large", tasks, base, alpha=20 / ratio
     )
-    allowed = merge_to_folder(out, tasks, base, alpha=5 / ratio, progress=False)
+    allowed = merge_to_folder(out, tasks, base, alpha=5 / ratio)
     assert _relative_update(allowed, base) == pytest.approx(5.0, rel=1e-4)
 
 
@@ -160,7 +161,7 @@ def test_a_checkpoint_not_fine_tuned_from_the_base_is_reported(sources, tmp_path
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        merge_to_folder(out, mixed, base, max_relative_distance=None, progress=False)
+        merge_to_folder(out, mixed, base, max_relative_distance=None)
     assert any("may not be fine-tuned" in str(w.message) for w in caught)
 
 
@@ -170,7 +171,7 @@ def test_identical_encoder_only_warns(sources, tmp_path):
 
     build_task(tmp_path / "probe", Dinov2Model.from_pretrained(base), "depth", seed=5, noise=0.0)
     with pytest.warns(UserWarning, match="identical to the base"):
-        merge([tasks[0], tmp_path / "probe"], base, progress=False)
+        merge([tasks[0], tmp_path / "probe"], base)
 
 
 def test_existing_output_needs_overwrite_and_overwrite_is_complete(sources):
@@ -178,9 +179,9 @@ def test_existing_output_needs_overwrite_and_overwrite_is_complete(sources):
     out.mkdir()
     (out / "stale.txt").write_text("old")
     with pytest.raises(FileExistsError, match="overwrite"):
-        merge_to_folder(out, tasks, base, progress=False)
+        merge_to_folder(out, tasks, base)
     assert (out / "stale.txt").exists()
-    merge_to_folder(out, tasks, base, overwrite=True, progress=False)
+    merge_to_folder(out, tasks, base, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md",
         "config.json",
@@ -192,11 +193,11 @@ def test_existing_output_needs_overwrite_and_overwrite_is_complete(sources):
 
 def test_failure_in_the_last_pass_leaves_nothing_and_keeps_an_existing_folder(sources):
     base, tasks, out = sources
-    previous = merge_to_folder(out, tasks, base, progress=False)
+    previous = merge_to_folder(out, tasks, base)
     before = (previous / "model.safetensors").read_bytes()
     rewrite_weights(tasks[2], lambda sd: sd["dinov2.layernorm.bias"].fill_(float("nan")))  # last key, last task
     with pytest.raises(CheckpointError, match="layernorm.bias"):
-        merge_to_folder(out, tasks, base, "ties", overwrite=True, progress=False)
+        merge_to_folder(out, tasks, base, "ties", overwrite=True)
     assert leftovers(out.parent, out.name) == [out.name]
     assert (out / "model.safetensors").read_bytes() == before
 
@@ -204,7 +205,7 @@ def test_failure_in_the_last_pass_leaves_nothing_and_keeps_an_existing_folder(so
 def test_a_plain_dinov2_task_checkpoint_or_a_multi_task_one_is_refused(sources, tmp_path):
     base, tasks, out = sources
     _expect_error(out, CheckpointError, "without task heads", [base], base)
-    multi = merge([f"a={tasks[0]}", f"b={tasks[1]}"], base, progress=False)
+    multi = merge([f"a={tasks[0]}", f"b={tasks[1]}"], base)
     multi.save_pretrained(tmp_path / "multi")
     _expect_error(out, CheckpointError, r"has 2 tasks \['a', 'b'\].*source_task", [tmp_path / "multi"], base)
     _expect_error(out, CheckpointError, "non-empty list", [], base)

@@ -1,8 +1,8 @@
-"""`hf-simo merge` end to end, in-process: argparse wiring, outputs, exit codes, push at the HfApi boundary."""
+"""`hf-simo merge` and `recipes/merge.py` end to end, in-process: options generated from the merge dataclasses,
+outputs, exit codes, old spellings refused, push at the HfApi boundary."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import inspect
 import json
@@ -14,8 +14,9 @@ from helpers.checkpoints import build_sources, leftovers
 from helpers.hub import FakeHfApi
 from hf_simo import SimoModel
 from hf_simo.cli import main as hf_simo_main
-from hf_simo.cli.merge import add_merge_subparser, main, run_merge
-from hf_simo.merging import METHODS, MergeArguments, merge, merge_from_arguments, merge_to_folder
+from hf_simo.cli.merge import ARGUMENTS, COMMAND, RECIPE, main
+from hf_simo.merging import METHODS, merge, merge_from_arguments, merge_to_folder
+from hf_simo.merging.arguments import MERGE_METHOD_OPTIONS
 
 
 @pytest.fixture(scope="module")
@@ -23,36 +24,28 @@ def sources(tmp_path_factory):
     return build_sources(tmp_path_factory.mktemp("cli"))
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hf-simo")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_merge_subparser(subparsers)
-    return parser
-
-
-def test_cli_merges_with_ties_through_the_subparser(sources, tmp_path, capsys):
+def test_cli_merges_with_ties_through_the_top_level_parser(sources, tmp_path, capsys):
     base, tasks = sources
-    argv = ["merge", "--base", str(base), "--task", f"seg={tasks[0]}", "--task", str(tasks[1])]
+    argv = ["merge", "--base_model", str(base), "--task_checkpoints", f"seg={tasks[0]}", "--task_checkpoints"]
     argv += [
-        "--method",
+        str(tasks[1]),
+        "--merge_method",
         "ties",
         "--density",
         "0.3",
         "--alpha",
         "0.9",
-        "--output",
+        "--output_dir",
         str(tmp_path / "out"),
-        "--no-progress",
+        "--disable_tqdm",
     ]
-    args = _parser().parse_args(argv)
-    assert args.func is run_merge
-    assert args.func(args) == 0
+    assert hf_simo_main(argv) == 0
     printed = capsys.readouterr().out
     assert "merged 2 task(s) with ties (alpha=0.9)" in printed and str(tasks[0]) in printed
     model = SimoModel.from_pretrained(tmp_path / "out")
     assert model.task_names == ["seg", "depth"]
     assert model.config.merge["options"] == {"density": 0.3, "scope": "global", "aggregate": "mean"}
-    expected = merge([f"seg={tasks[0]}", tasks[1]], base, "ties", density=0.3, alpha=0.9, progress=False)
+    expected = merge([f"seg={tasks[0]}", tasks[1]], base, "ties", density=0.3, alpha=0.9)
     for key, value in expected.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
 
@@ -63,27 +56,26 @@ def test_cli_generic_options_dtype_and_coefficients(sources, tmp_path):
     coefficients.write_text(json.dumps({"segmentation": 0.5, "depth": [1, 0.9, 0.8, 0.7, 0.6, 0.5]}))
     code = main(
         [
-            "--task",
+            "--task-checkpoints",
             str(tasks[0]),
-            "--task",
             str(tasks[1]),
-            "--base",
+            "--base-model",
             str(base),
-            "--method",
+            "--merge-method",
             "dare",
-            "--option",
-            "density=0.5",
-            "--option",
-            "sign_election=true",
-            "--seed",
+            "--merge_options",
+            '{"density": 0.5}',
+            "--sign_election",
+            "true",
+            "--dare_seed",
             "4",
             "--dtype",
             "float16",
             "--coefficients",
             str(coefficients),
-            "--output",
+            "--output-dir",
             str(tmp_path / "o"),
-            "--no-progress",
+            "--disable-tqdm",
         ]
     )
     assert code == 0
@@ -96,15 +88,17 @@ def test_cli_generic_options_dtype_and_coefficients(sources, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--method", "ties", "--density", "0"], "density"),
+        (["--merge_method", "ties", "--density", "0"], "density"),
         (["--alpha", "-1"], "alpha must be"),
-        (["--method", "bogus"], "unknown merging method 'bogus'"),
+        (["--merge_method", "bogus"], "unknown merging method 'bogus'"),
         (["--alpha", "1e300"], "contains inf"),  # overflows float32: refused, nothing written
     ],
 )
 def test_cli_bad_input_exits_with_1_and_a_message(sources, tmp_path, capsys, extra, message):
     base, tasks = sources
-    code = main(["--task", str(tasks[0]), "--base", str(base), "--output", str(tmp_path / "bad"), *extra])
+    code = main(
+        ["--task_checkpoints", str(tasks[0]), "--base_model", str(base), "--output_dir", str(tmp_path / "bad"), *extra]
+    )
     assert code == 1
     assert message in capsys.readouterr().err
     assert leftovers(tmp_path, "bad") == []
@@ -112,7 +106,16 @@ def test_cli_bad_input_exits_with_1_and_a_message(sources, tmp_path, capsys, ext
 
 def test_cli_missing_checkpoint_exits_with_1(sources, tmp_path, capsys):
     base, _ = sources
-    code = main(["--task", str(tmp_path / "nowhere"), "--base", str(base), "--output", str(tmp_path / "bad")])
+    code = main(
+        [
+            "--task_checkpoints",
+            str(tmp_path / "nowhere"),
+            "--base_model",
+            str(base),
+            "--output_dir",
+            str(tmp_path / "x"),
+        ]
+    )
     assert code == 1
     assert "nowhere" in capsys.readouterr().err
 
@@ -125,19 +128,20 @@ def test_cli_push_to_hub_uses_hfapi(sources, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(hf_simo.publishing, "HfApi", FakeHfApi)
     code = main(
         [
-            "--task",
+            "--task_checkpoints",
             str(tasks[0]),
-            "--base",
+            "--base_model",
             str(base),
-            "--output",
+            "--output_dir",
             str(tmp_path / "p"),
             "--push-to-hub",
+            "--hub_model_id",
             "me/m",
             "--token",
             "tok",
             "--commit-message",
             "merge v1",
-            "--no-progress",
+            "--disable_tqdm",
         ]
     )
     assert code == 0
@@ -153,35 +157,38 @@ def test_cli_push_to_hub_uses_hfapi(sources, tmp_path, monkeypatch, capsys):
 
 
 def test_merge_arguments_map_one_to_one_onto_merge_to_folder(sources, tmp_path):
-    from transformers import HfArgumentParser
-
-    fields = {f.name for f in dataclasses.fields(MergeArguments)}
+    fields = {f.name for cls in ARGUMENTS for f in dataclasses.fields(cls)}
     parameters = set(inspect.signature(merge_to_folder).parameters) - {"options", "method_options"}
     option_names = {name for spec in METHODS.values() for name in spec.options}
-    assert parameters <= fields and fields - parameters <= option_names
+    # every parameter of merge_to_folder is an option (under the vocabulary's name), every method option is one
+    spelled = {"tasks": "task_checkpoints", "base": "base_model", "method": "merge_method", "hub": "token"}
+    spelled |= {"overwrite": "overwrite_output_dir", "max_relative_distance": "max_relative_distance"}
+    assert {spelled.get(p, p) for p in parameters} <= fields
+    assert {name for name, key in MERGE_METHOD_OPTIONS.items() if key in option_names} == set(MERGE_METHOD_OPTIONS)
 
     base, tasks = sources
-    parser = HfArgumentParser(MergeArguments)
     config = {
         "output_dir": str(tmp_path / "from_dict"),
-        "tasks": [f"seg={tasks[0]}", str(tasks[2])],
-        "base": str(base),
-        "method": "ties",
+        "task_checkpoints": [f"seg={tasks[0]}", str(tasks[2])],
+        "base_model": str(base),
+        "merge_method": "ties",
         "density": 0.3,
         "scope": "tensor",
         "alpha": 0.6,
-        "progress": False,
+        "disable_tqdm": True,
     }
-    (from_dict,) = parser.parse_dict(config)
-    (from_argv,) = parser.parse_args_into_dataclasses(
+    yaml_file = tmp_path / "from_dict.yaml"
+    yaml_file.write_text(json.dumps(config))  # JSON is YAML
+    from_yaml = RECIPE.parse(["--config", str(yaml_file)])
+    from_argv = RECIPE.parse(
         [
             "--output_dir",
             config["output_dir"],
-            "--tasks",
-            *config["tasks"],
-            "--base",
+            "--task_checkpoints",
+            *config["task_checkpoints"],
+            "--base_model",
             str(base),
-            "--method",
+            "--merge_method",
             "ties",
             "--density",
             "0.3",
@@ -189,13 +196,15 @@ def test_merge_arguments_map_one_to_one_onto_merge_to_folder(sources, tmp_path):
             "tensor",
             "--alpha",
             "0.6",
-            "--progress",
-            "false",
+            "--disable_tqdm",
+            "true",
         ]
     )
-    assert from_dict == from_argv
-    out = merge_from_arguments(from_dict)
-    expected = merge_to_folder(tmp_path / "direct", **{k: v for k, v in config.items() if k != "output_dir"})
+    assert from_yaml == from_argv
+    out = merge_from_arguments(*from_yaml[0][:3], from_yaml[0][3])
+    expected = merge_to_folder(
+        tmp_path / "direct", config["task_checkpoints"], str(base), "ties", density=0.3, scope="tensor", alpha=0.6
+    )
     assert (out / "model.safetensors").read_bytes() == (expected / "model.safetensors").read_bytes()
 
 
@@ -206,9 +215,9 @@ def test_merge_recipe_reads_a_yaml_file(sources, tmp_path):
     base, tasks = sources
     config = tmp_path / "merge.yaml"
     config.write_text(
-        f"output_dir: {tmp_path / 'out'}\nbase: {base}\ntasks:\n"
+        f"output_dir: {tmp_path / 'out'}\nbase_model: {base}\ntask_checkpoints:\n"
         + "".join(f"  - {t}\n" for t in tasks)
-        + "method: ties\ndensity: 0.5\nalpha: 0.7\nprogress: false\n"
+        + "merge_method: ties\ndensity: 0.5\nalpha: 0.7\ndisable_tqdm: true\n"
     )
     spec = importlib.util.spec_from_file_location("recipe_merge", Path(__file__).parents[1] / "recipes" / "merge.py")
     recipe = importlib.util.module_from_spec(spec)
@@ -216,28 +225,97 @@ def test_merge_recipe_reads_a_yaml_file(sources, tmp_path):
     out = recipe.main([str(config)])
     merged = json.loads((out / "config.json").read_text())["merge"]
     assert (merged["method"], merged["alpha"], merged["options"]["density"]) == ("ties", 0.7, 0.5)
+    # --config plus overrides: the command line wins over the file
+    again = recipe.main(["--config", str(config), "--alpha", "0.4", "--output_dir", str(tmp_path / "again")])
+    assert json.loads((again / "config.json").read_text())["merge"]["alpha"] == 0.4
     config.write_text(config.read_text() + "densty: 0.2\n")  # a typo in a key is an error, not a silent default
     with pytest.raises(SystemExit, match="densty"):
         recipe.main([str(config)])
+    config.write_text(config.read_text().replace("densty: 0.2\n", "method: ties\n"))  # an old key names the new one
+    with pytest.raises(SystemExit, match="`method` was renamed: use merge_method"):
+        recipe.main([str(config)])
+
+
+def test_the_verb_and_the_recipe_are_one_command(sources, tmp_path):
+    """`hf-simo merge ...` and `recipes/merge.py --config merge.yaml` with the same options write the same folder."""
+    base, tasks = sources
+    assert COMMAND.arguments == RECIPE.arguments == ARGUMENTS and COMMAND.renamed == RECIPE.renamed
+    config = tmp_path / "merge.yaml"
+    config.write_text(
+        f"base_model: {base}\ntask_checkpoints: [{tasks[0]}, {tasks[1]}]\nmerge_method: dare\ndensity: 0.5\n"
+        f"output_dir: {tmp_path / 'recipe'}\n"
+    )
+    from_recipe = RECIPE.main(["--config", str(config)])
+    argv = ["merge", "--base_model", str(base), "--task_checkpoints", str(tasks[0]), str(tasks[1])]
+    argv += ["--merge_method", "dare", "--density", "0.5", "--output_dir", str(tmp_path / "verb")]
+    assert hf_simo_main(argv) == 0
+    for name in ("model.safetensors", "config.json"):
+        verb = (tmp_path / "verb" / name).read_bytes()
+        assert verb == (from_recipe / name).read_bytes(), name
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (["--task", "x"], "--task was renamed: use --task_checkpoints"),
+        (["--tasks", "x"], "--tasks was renamed: use --task_checkpoints"),
+        (["--base", "x"], "--base was renamed: use --base_model"),
+        (["--revision", "v1"], "--revision was removed: give the base's revision inline: --base_model NAME@REVISION"),
+        (["--base_revision", "v1"], "--base_revision was removed"),
+        (["--method", "ties"], "--method was renamed: use --merge_method"),
+        (["--seed", "1"], "--seed was renamed: use --dare_seed"),
+        (["--overwrite"], "--overwrite was renamed: use --overwrite_output_dir"),
+        (["--private"], "--private was renamed: use --hub_private_repo"),
+        (["--no-progress"], "--no_progress was renamed: use --disable_tqdm"),
+        (["--progress", "false"], "--progress was renamed: use --disable_tqdm"),
+        (["--push-to-hub", "me/m"], "--push_to_hub is a flag now: use --push_to_hub --hub_model_id me/m"),
+        (["--push_to_hub=me/m"], "--push_to_hub is a flag now: use --push_to_hub --hub_model_id me/m"),
+        (["--output", "x"], "unrecognized arguments: --output (did you mean --output_dir?)"),
+    ],
+)
+def test_old_spellings_exit_2_naming_the_new_option(tmp_path, capsys, old, new):
+    assert main(["--task_checkpoints", "a", "--output_dir", str(tmp_path / "never"), *old]) == 2
+    assert new in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing"),
+    [
+        (["--output_dir", "x"], "--task_checkpoints"),
+        (["--task_checkpoints", "a"], "--output_dir"),
+        ([], "--task_checkpoints, --output_dir"),
+    ],
+)
+def test_missing_required_options_are_usage_errors(argv, missing, capsys):
+    assert main(argv) == 2
+    assert f"the following arguments are required: {missing}" in capsys.readouterr().err
+
+
+def test_push_options_without_push_to_hub_are_refused(sources, tmp_path, capsys):
+    base, tasks = sources
+    argv = ["--task_checkpoints", str(tasks[0]), "--base_model", str(base), "--output_dir", str(tmp_path / "np")]
+    assert main([*argv, "--hub_model_id", "me/m", "--create_pr"]) == 1
+    assert "--hub_model_id, --create_pr only apply with --push_to_hub" in capsys.readouterr().err
+    assert not (tmp_path / "np").exists()  # refused before any work
 
 
 def test_shipped_merge_yaml_parses():
     from helpers.recipes import RECIPES
-    from hf_simo.cli.merge import RECIPE
 
-    (parsed,), _ = RECIPE.parse(["--config", str(RECIPES / "configs" / "merge.yaml")])
-    assert parsed.method == "ties" and len(parsed.tasks) == 3
-    assert RECIPE.parse([str(RECIPES / "configs" / "merge.yaml")])[0] == (parsed,)  # the legacy sole-YAML form
+    parsed, _ = RECIPE.parse(["--config", str(RECIPES / "configs" / "merge.yaml")])
+    assert parsed[1].merge_method == "ties" and len(parsed[0].task_checkpoints) == 3
+    assert RECIPE.parse([str(RECIPES / "configs" / "merge.yaml")])[0] == parsed  # the legacy sole-YAML form
 
 
 def test_merge_through_the_top_level_cli(sources, tmp_path, capsys):
-    argv = ["merge", "--base", str(sources[0]), "--output", str(tmp_path / "merged"), "--no-progress"]
+    argv = ["merge", "--base_model", str(sources[0]), "--output_dir", str(tmp_path / "merged"), "--disable_tqdm"]
     for folder in sources[1]:
-        argv += ["--task", str(folder)]
-    assert hf_simo_main([*argv, "--method", "ties", "--density", "0.5", "--alpha", "0.8"]) == 0
+        argv += ["--task_checkpoints", str(folder)]
+    assert hf_simo_main([*argv, "--merge_method", "ties", "--density", "0.5", "--alpha", "0.8"]) == 0
     merged = SimoModel.from_pretrained(tmp_path / "merged")
     assert merged.task_names == ["segmentation", "depth", "normals"]
     assert merged.config.merge["method"] == "ties" and merged.config.merge["alpha"] == 0.8
     assert "merged 3 task(s) with ties" in capsys.readouterr().out
-    assert hf_simo_main([*argv, "--method", "ties", "--density", "0"]) == 1  # out of range: one line, nothing written
+    assert hf_simo_main([*argv, "--merge_method", "ties", "--density", "0"]) == 1  # out of range: one line
     assert "density" in capsys.readouterr().err

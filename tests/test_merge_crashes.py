@@ -23,16 +23,13 @@ from hf_simo.merging import merge_to_folder
 def sources(tmp_path_factory):
     root = tmp_path_factory.mktemp("crash")
     base, tasks = build_sources(root / "src")
-    references = {
-        alpha: merge_to_folder(root / f"ref-{alpha}", tasks, base, alpha=alpha, progress=False) for alpha in (0.5, 0.9)
-    }
+    references = {alpha: merge_to_folder(root / f"ref-{alpha}", tasks, base, alpha=alpha) for alpha in (0.5, 0.9)}
     return base, tasks, {alpha: (folder / "model.safetensors").read_bytes() for alpha, folder in references.items()}
 
 
 def _cli(base, tasks, out, alpha, *extra) -> list[str]:
-    argv = ["merge", "--base", str(base), "--output", str(out), "--alpha", str(alpha), "--no-progress", *extra]
-    for task in tasks:
-        argv += ["--task", str(task)]
+    argv = ["merge", "--base_model", str(base), "--output_dir", str(out), "--alpha", str(alpha), "--disable_tqdm"]
+    argv += [*extra, "--task_checkpoints", *map(str, tasks)]
     return argv
 
 
@@ -53,8 +50,10 @@ AFTER_KILL = {
 def test_a_merge_killed_while_overwriting_loses_nothing_and_the_next_run_repairs(sources, tmp_path, point):
     base, tasks, reference = sources
     out = tmp_path / "out"
-    merge_to_folder(out, tasks, base, alpha=0.5, progress=False)  # the previous output
-    writer = PausedProcess(["-m", "hf_simo.cli", *_cli(base, tasks, out, 0.9, "--overwrite")], point, tmp_path)
+    merge_to_folder(out, tasks, base, alpha=0.5)  # the previous output
+    writer = PausedProcess(
+        ["-m", "hf_simo.cli", *_cli(base, tasks, out, 0.9, "--overwrite_output_dir")], point, tmp_path
+    )
     writer.kill()
 
     holder = AFTER_KILL[point]
@@ -64,14 +63,14 @@ def test_a_merge_killed_while_overwriting_loses_nothing_and_the_next_run_repairs
         assert _weights(aside) == reference[0.5]  # recoverable
         # the next run, even one that may not overwrite, first puts the previous output back
         with pytest.raises(FileExistsError, match="restored while this run waited"):
-            merge_to_folder(out, tasks, base, alpha=0.9, progress=False)
+            merge_to_folder(out, tasks, base, alpha=0.9)
         assert _weights(out) == reference[0.5]
         assert leftovers(tmp_path, "out") == ["out"]
     else:
         assert _weights(out) == reference[0.5 if holder == "previous" else 0.9]
         assert len(leftovers(tmp_path, "out")) == 2  # the output and one temporary of the killed run
 
-    merge_to_folder(out, tasks, base, alpha=0.9, overwrite=True, progress=False)  # the same command, again
+    merge_to_folder(out, tasks, base, alpha=0.9, overwrite=True)  # the same command, again
     assert _weights(out) == reference[0.9]
     assert leftovers(tmp_path, "out") == ["out"]  # nothing of the killed run is left, nothing of this one
 
@@ -90,7 +89,7 @@ def test_two_merges_into_one_output_exactly_one_wins(sources, tmp_path, capsys, 
 
     def third():  # waits for the lock; without overwrite it must not replace what the first one writes meanwhile
         try:
-            merge_to_folder(out, tasks, base, alpha=0.5, wait_for_lock=True, progress=False)
+            merge_to_folder(out, tasks, base, alpha=0.5, wait_for_lock=True)
         except FileExistsError as err:
             outcome["error"] = str(err)
 
@@ -108,5 +107,5 @@ def test_two_merges_into_one_output_exactly_one_wins(sources, tmp_path, capsys, 
     assert leftovers(tmp_path, "out") == ["out"]
 
     # asked to overwrite, a waiting merge replaces it, once the holder is done
-    assert main(_cli(base, tasks, out, 0.5, "--overwrite", "--wait-for-lock")) == 0
+    assert main(_cli(base, tasks, out, 0.5, "--overwrite_output_dir", "--wait-for-lock")) == 0
     assert _weights(out) == reference[0.5]

@@ -16,7 +16,7 @@ from helpers.checkpoints import TASKS, build_base, build_sources, build_task, en
 from helpers.tiny import TINY_TASKS
 from hf_simo import SimoModel
 from hf_simo.merging import TaskSource, merge, merge_state_dicts, merge_to_folder
-from hf_simo.merging.methods import layer_group
+from hf_simo.merging.layers import layer_group
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,6 @@ def test_streaming_equals_in_memory_bitwise(sources, tmp_path, method, options, 
         options,
         alpha=alpha,
         coefficients=coefficients,
-        progress=False,
     )
     streamed = encoder_state(out)
     expected = merge_state_dicts(
@@ -69,16 +68,14 @@ def test_streaming_equals_in_memory_bitwise(sources, tmp_path, method, options, 
     assert streamed.keys() == expected.keys()
     for key in expected:
         assert torch.equal(streamed[key], expected[key]), key
-    in_memory = merge(
-        task_folders, base_folder, method, options, alpha=alpha, coefficients=coefficients, progress=False
-    )
+    in_memory = merge(task_folders, base_folder, method, options, alpha=alpha, coefficients=coefficients)
     for key, value in in_memory.dinov2.state_dict().items():
         assert torch.equal(value, expected[key]), key
 
 
 def test_task_arithmetic_is_theta0_plus_alpha_sum_and_heads_are_copied(sources, tmp_path):
     base_folder, task_folders = sources
-    out = merge_to_folder(tmp_path / "merged", task_folders, base_folder, alpha=0.3, progress=False)
+    out = merge_to_folder(tmp_path / "merged", task_folders, base_folder, alpha=0.3)
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md",
         "config.json",
@@ -110,7 +107,7 @@ def test_task_arithmetic_is_theta0_plus_alpha_sum_and_heads_are_copied(sources, 
 
 def test_config_records_method_options_and_sources(sources, tmp_path):
     base_folder, task_folders = sources
-    out = merge_to_folder(tmp_path / "m", task_folders, base_folder, "ties", density=0.3, alpha=0.8, progress=False)
+    out = merge_to_folder(tmp_path / "m", task_folders, base_folder, "ties", density=0.3, alpha=0.8)
     config = json.loads((out / "config.json").read_text())
     record = config["merge"]
     assert record["method"] == "ties"
@@ -136,10 +133,10 @@ def test_same_inputs_give_the_same_bytes(sources, tmp_path):
     def digest(folder: Path) -> dict[str, str]:
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
-    first = merge_to_folder(tmp_path / "a", task_folders, base_folder, "dare", density=0.5, progress=False)
-    second = merge_to_folder(tmp_path / "b", task_folders, base_folder, "dare", density=0.5, progress=False)
+    first = merge_to_folder(tmp_path / "a", task_folders, base_folder, "dare", density=0.5)
+    second = merge_to_folder(tmp_path / "b", task_folders, base_folder, "dare", density=0.5)
     assert digest(first) == digest(second)
-    third = merge_to_folder(tmp_path / "c", task_folders, base_folder, "dare", density=0.5, seed=1, progress=False)
+    third = merge_to_folder(tmp_path / "c", task_folders, base_folder, "dare", density=0.5, seed=1)
     assert digest(third)["model.safetensors"] != digest(first)["model.safetensors"]
 
 
@@ -152,12 +149,11 @@ def test_sharded_output_and_dtype(sources, tmp_path):
         "ties",
         max_shard_size="40KB",
         dtype="bfloat16",
-        progress=False,
     )
     index = json.loads((out / "model.safetensors.index.json").read_text())
     shards = sorted(set(index["weight_map"].values()))
     assert len(shards) > 1 and all((out / s).is_file() for s in shards)
-    reference = merge_to_folder(tmp_path / "single", task_folders, base_folder, "ties", progress=False)
+    reference = merge_to_folder(tmp_path / "single", task_folders, base_folder, "ties")
     expected = load_file(reference / "model.safetensors")
     seen = set()
     for shard in shards:
@@ -178,9 +174,9 @@ def test_sharded_output_and_dtype(sources, tmp_path):
 
 def test_in_memory_merge_returns_a_model_equal_to_the_saved_one(sources, tmp_path):
     base_folder, task_folders = sources
-    model = merge(task_folders, base_folder, "ties", density=0.3, alpha=0.9, progress=False)
+    model = merge(task_folders, base_folder, "ties", density=0.3, alpha=0.9)
     saved = SimoModel.from_pretrained(
-        merge_to_folder(tmp_path / "s", task_folders, base_folder, "ties", density=0.3, alpha=0.9, progress=False)
+        merge_to_folder(tmp_path / "s", task_folders, base_folder, "ties", density=0.3, alpha=0.9)
     )
     for (key, value), (key2, value2) in zip(model.state_dict().items(), saved.state_dict().items()):
         assert key == key2 and torch.equal(value, value2), key
@@ -189,8 +185,8 @@ def test_in_memory_merge_returns_a_model_equal_to_the_saved_one(sources, tmp_pat
 
 def test_base_defaults_to_the_base_recorded_in_the_checkpoints(sources, tmp_path):
     base_folder, task_folders = sources
-    implicit = merge_to_folder(tmp_path / "i", task_folders, progress=False)
-    explicit = merge_to_folder(tmp_path / "e", task_folders, base_folder, progress=False)
+    implicit = merge_to_folder(tmp_path / "i", task_folders)
+    explicit = merge_to_folder(tmp_path / "e", task_folders, base_folder)
     assert load_file(implicit / "model.safetensors").keys() == load_file(explicit / "model.safetensors").keys()
     for key, value in load_file(implicit / "model.safetensors").items():
         assert torch.equal(value, load_file(explicit / "model.safetensors")[key])
@@ -214,8 +210,8 @@ def test_legacy_named_base_merges_with_new_named_checkpoints(sources, tmp_path):
         state[key] = value
     assert any("attention.attention.query" in k for k in state)
     save_file(state, legacy / "model.safetensors", metadata={"format": "pt"})
-    got = merge_to_folder(tmp_path / "a", task_folders, legacy, "ties", progress=False)
-    expected = merge_to_folder(tmp_path / "b", task_folders, base_folder, "ties", progress=False)
+    got = merge_to_folder(tmp_path / "a", task_folders, legacy, "ties")
+    expected = merge_to_folder(tmp_path / "b", task_folders, base_folder, "ties")
     assert (got / "model.safetensors").read_bytes() == (expected / "model.safetensors").read_bytes()
 
 
@@ -237,7 +233,7 @@ def test_legacy_swiglu_weights_in_are_split_into_gate_and_up(tmp_path):
             state[key.replace("down_proj", "weights_out")] = value.clone()
     save_file(state, legacy / "model.safetensors", metadata={"format": "pt"})
     task = build_task(tmp_path / "seg", base, "segmentation", seed=1)
-    got = merge(["seg=" + str(tmp_path / "seg")], legacy, alpha=0.5, progress=False)
+    got = merge(["seg=" + str(tmp_path / "seg")], legacy, alpha=0.5)
     for key, value in got.dinov2.state_dict().items():
         tau = task.dinov2.state_dict()[key] - current[key]
         assert torch.equal(value, current[key] + 0.5 * tau), key
@@ -248,9 +244,9 @@ def test_simo_model_folder_as_base_and_in_memory_sources(sources, tmp_path):
     base_model = Dinov2Model.from_pretrained(base_folder)
     simo_base = SimoModel.from_backbone(base_model, {"segmentation": TINY_TASKS["segmentation"]})
     simo_base.save_pretrained(tmp_path / "simo_base")
-    from_simo = merge(task_folders, tmp_path / "simo_base", "ties", progress=False)
-    in_memory = merge([SimoModel.from_pretrained(f) for f in task_folders], base_model, "ties", progress=False)
-    reference = merge(task_folders, base_folder, "ties", progress=False)
+    from_simo = merge(task_folders, tmp_path / "simo_base", "ties")
+    in_memory = merge([SimoModel.from_pretrained(f) for f in task_folders], base_model, "ties")
+    reference = merge(task_folders, base_folder, "ties")
     for key, value in reference.state_dict().items():
         assert torch.equal(from_simo.state_dict()[key], value), key
         assert torch.equal(in_memory.state_dict()[key], value), key
@@ -258,9 +254,7 @@ def test_simo_model_folder_as_base_and_in_memory_sources(sources, tmp_path):
 
 def test_renaming_tasks_and_selecting_a_head(sources, tmp_path):
     base_folder, task_folders = sources
-    model = merge(
-        [f"seg={task_folders[0]}", TaskSource(task_folders[1], task="depth_nyu")], base_folder, progress=False
-    )
+    model = merge([f"seg={task_folders[0]}", TaskSource(task_folders[1], task="depth_nyu")], base_folder)
     assert model.task_names == ["seg", "depth_nyu"]
     for key, value in head_state(task_folders[0]).items():
         assert torch.equal(model.state_dict()[key.replace("heads.segmentation.", "heads.seg.")], value)
@@ -271,9 +265,9 @@ def test_renaming_tasks_and_selecting_a_head(sources, tmp_path):
         "commit": None,
         "source_task": "segmentation",
     }
-    multi = merge([f"a={task_folders[0]}", f"b={task_folders[1]}"], base_folder, progress=False)
+    multi = merge([f"a={task_folders[0]}", f"b={task_folders[1]}"], base_folder)
     multi.save_pretrained(tmp_path / "multi")
-    picked = merge([TaskSource(tmp_path / "multi", source_task="b")], base_folder, progress=False)
+    picked = merge([TaskSource(tmp_path / "multi", source_task="b")], base_folder)
     assert picked.task_names == ["b"]
 
 

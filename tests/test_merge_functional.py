@@ -59,10 +59,10 @@ def test_learned_coefficients_plug_into_merge_bit_for_bit(sources):
     with torch.no_grad():
         merger.coefficients.copy_(torch.rand(3, 6))
     learned = merger()
-    merged = merge(task_folders, base_folder, coefficients=merger.coefficients.detach(), progress=False)
+    merged = merge(task_folders, base_folder, coefficients=merger.coefficients.detach())
     for key, value in merged.dinov2.state_dict().items():
         assert torch.equal(value, learned[key]), key
-    by_name = merge(task_folders, base_folder, coefficients=merger.coefficient_dict(), progress=False)
+    by_name = merge(task_folders, base_folder, coefficients=merger.coefficient_dict())
     assert by_name.config.merge["coefficients"] == merger.coefficients.detach().double().tolist()
     assert by_name.config.merge["coefficient_groups"] == [
         "embeddings",

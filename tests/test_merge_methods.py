@@ -13,8 +13,10 @@ import math
 import pytest
 import torch
 
-from hf_simo.merging import methods as M
+from hf_simo.merging import merge_methods as M
+from hf_simo.merging.layers import layer_group, resolve_coefficients
 from hf_simo.merging.select import StreamingKthValue, kth_rank, kth_smallest_magnitude, streaming_kth_smallest
+from hf_simo.merging.state_dict import merge_state_dicts
 
 
 # ---------------------------------------------------------------------------------------------- references
@@ -314,7 +316,7 @@ def test_lines_scales_match_the_reference_scaling():
     expected = ref_lines(task_vector, alpha=0.25, beta=0.6, num_blocks=12)
     scales = M.lines_scales(12, 0.25, 0.6)
     for key in keys:
-        got = task_vector[key] * scales[M.layer_group(key, 12)]
+        got = task_vector[key] * scales[layer_group(key, 12)]
         torch.testing.assert_close(got, expected[key], rtol=0, atol=0)
     assert len(scales) == 14 and scales[0] == scales[-1] == 0.25 and math.isclose(scales[12], 0.85)
 
@@ -329,7 +331,7 @@ def test_merge_state_dicts_lines_auto_alpha_is_one_over_t_for_task_arithmetic():
     ]
     base = {k: torch.randn(4, 3) for k in keys}
     finetuned = [{k: v + 0.01 * torch.randn(4, 3) for k, v in base.items()} for _ in range(3)]
-    merged = M.merge_state_dicts(base, finetuned, "lines", {"beta": 0.5}, num_layers=2)
+    merged = merge_state_dicts(base, finetuned, "lines", {"beta": 0.5}, num_layers=2)
     tau = {k: sum(ft[k] - base[k] for ft in finetuned) for k in keys}
     expected = ref_lines(tau, alpha=1 / 3, beta=0.5, num_blocks=2)
     for k in keys:
@@ -384,10 +386,36 @@ def test_resolved_options_fill_defaults():
 
 def test_coefficients_accept_numbers_rows_layer_rows_and_mappings():
     names = ["a", "b"]
-    assert M.resolve_coefficients(0.5, names, 3) == [[0.5] * 3, [0.5] * 3]
-    assert M.resolve_coefficients([1, 2], names, 3) == [[1.0] * 3, [2.0] * 3]
-    assert M.resolve_coefficients(torch.ones(2, 3), names, 3) == [[1.0] * 3] * 2
-    assert M.resolve_coefficients({"b": [1, 2, 3], "a": 0}, names, 3) == [[0.0] * 3, [1.0, 2.0, 3.0]]
+    assert resolve_coefficients(0.5, names, 3) == [[0.5] * 3, [0.5] * 3]
+    assert resolve_coefficients([1, 2], names, 3) == [[1.0] * 3, [2.0] * 3]
+    assert resolve_coefficients(torch.ones(2, 3), names, 3) == [[1.0] * 3] * 2
+    assert resolve_coefficients({"b": [1, 2, 3], "a": 0}, names, 3) == [[0.0] * 3, [1.0, 2.0, 3.0]]
     for bad in ([1], [[1, 2], 1], {"a": 1}, [float("nan"), 1]):
         with pytest.raises(M.MergeOptionError):
-            M.resolve_coefficients(bad, names, 3)
+            resolve_coefficients(bad, names, 3)
+
+
+def test_every_family_file_registers_its_methods_once():
+    """A method = one file in merge_methods/ with its `MethodSpec`(s), listed once in the registry (mergekit's
+    layout): every spec defined in a family file is in `METHODS` under its own name, with a merge function, and
+    every registered spec comes from a family file."""
+    import importlib
+    import pkgutil
+
+    from hf_simo.merging import merge_methods
+    from hf_simo.merging.merge_methods.base import MethodSpec
+
+    infrastructure = {"base", "common", "registry"}
+    defined = {}
+    for info in pkgutil.iter_modules(merge_methods.__path__):
+        if info.name in infrastructure:
+            continue
+        module = importlib.import_module(f"hf_simo.merging.merge_methods.{info.name}")
+        specs = [value for value in vars(module).values() if isinstance(value, MethodSpec)]
+        assert specs, f"merge_methods/{info.name}.py defines no MethodSpec"
+        defined |= {spec.name: spec for spec in specs}
+    assert defined == M.METHODS
+    assert all(callable(spec.merge) for spec in M.METHODS.values())
+    assert sorted(M.METHODS) == sorted(
+        ["task_arithmetic", "ties", "magnitude", "dare", "breadcrumbs", "consensus", "tall_mask", "lines"]
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -10,8 +11,8 @@ import torch
 from helpers.checkpoints import build_sources
 from helpers.tiny import random_labels
 from hf_simo import SimoModel
+from hf_simo.evaluation import evaluate
 from hf_simo.merging import merge, search
-from hf_simo.merging.search import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def sources(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data(sources):
     _, tasks = sources
-    config = merge(tasks, progress=False).config
+    config = merge(tasks).config
     batches = []
     for seed in range(3):
         generator = torch.Generator().manual_seed(seed)
@@ -31,9 +32,10 @@ def data(sources):
     return batches
 
 
-def test_search_scores_every_candidate_and_the_best_one_reproduces(sources, data, capsys):
+def test_search_scores_every_candidate_and_the_best_one_reproduces(sources, data, capsys, caplog):
     base, tasks = sources
-    result = search(tasks, data, base, "ties", alphas=[0.0, 0.5, 1.0], grid={"density": [0.2, 0.6]}, progress=False)
+    with caplog.at_level(logging.INFO, logger="hf_simo.merging.search"):
+        result = search(tasks, data, base, "ties", alphas=[0.0, 0.5, 1.0], grid={"density": [0.2, 0.6]})
     assert len(result.candidates) == 6
     assert [(c.options["density"], c.alpha) for c in result.candidates] == [
         (0.2, 0.0),
@@ -43,8 +45,11 @@ def test_search_scores_every_candidate_and_the_best_one_reproduces(sources, data
         (0.6, 0.5),
         (0.6, 1.0),
     ]
-    table = capsys.readouterr().out
-    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert capsys.readouterr().out == ""  # a library function logs, it does not print
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "hf_simo.merging.search")
+    assert result.table() in logged
+    table = result.table() + "\n" + logged
+    rows = [line for line in result.table().splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 1 + 6 and rows[1].startswith("| single-task |")
     assert (
         sum(row.startswith("| ties(density=") for row in rows) == 6 and sum(row.endswith("| * |") for row in rows) == 1
@@ -53,7 +58,7 @@ def test_search_scores_every_candidate_and_the_best_one_reproduces(sources, data
     best = result.best
     assert best.score == max(c.score for c in result.candidates)
     # the in-place swap evaluated exactly the weights that merge() builds for this candidate
-    rebuilt = merge(tasks, base, **best.merge_kwargs(), progress=False)
+    rebuilt = merge(tasks, base, **best.merge_kwargs())
     assert evaluate(rebuilt, data) == best.results
     # alpha = 0 is the base encoder for every density
     zero = [c for c in result.candidates if c.alpha == 0.0]
@@ -62,7 +67,7 @@ def test_search_scores_every_candidate_and_the_best_one_reproduces(sources, data
 
 def test_baselines_are_the_single_task_checkpoints_on_the_same_data(sources, data):
     base, tasks = sources
-    result = search(tasks, data, base, alphas=[1.0], progress=False, verbose=False)
+    result = search(tasks, data, base, alphas=[1.0])
     for folder, task in zip(tasks, ["segmentation", "depth", "normals"]):
         single = SimoModel.from_pretrained(folder).eval()
         metric = single.config.get_task(task).metric
@@ -79,10 +84,10 @@ def test_baselines_are_the_single_task_checkpoints_on_the_same_data(sources, dat
 def test_given_baselines_are_used_and_must_cover_all_tasks(sources, data):
     base, tasks = sources
     baselines = {"segmentation": 0.5, "depth": 0.1, "normals": 30.0}
-    result = search(tasks, data, base, alphas=[0.5], baselines=baselines, progress=False, verbose=False)
+    result = search(tasks, data, base, alphas=[0.5], baselines=baselines)
     assert result.baselines == baselines
     with pytest.raises(KeyError, match="normals"):
-        search(tasks, data, base, alphas=[0.5], baselines={"segmentation": 0.5, "depth": 0.1}, progress=False)
+        search(tasks, data, base, alphas=[0.5], baselines={"segmentation": 0.5, "depth": 0.1})
 
 
 def test_consensus_lambda_grid_and_one_shot_iterators(sources, data):
@@ -95,8 +100,6 @@ def test_consensus_lambda_grid_and_one_shot_iterators(sources, data):
             "consensus",
             alphas=[0.5, 1.0],
             grid={"tall_lambda": [0.2, 0.6]},
-            progress=False,
-            verbose=False,
         )
     assert len(result.candidates) == 4
     assert {c.options["tall_lambda"] for c in result.candidates} == {0.2, 0.6}
@@ -105,12 +108,10 @@ def test_consensus_lambda_grid_and_one_shot_iterators(sources, data):
 
 def test_tall_mask_scores_each_task_with_its_own_masked_encoder(sources, data):
     from helpers.checkpoints import encoder_state
-    from hf_simo.merging.methods import tall_mask
+    from hf_simo.merging.merge_methods import tall_mask
 
     base, tasks = sources
-    result = search(
-        tasks, data, base, "tall_mask", alphas=[1.0], grid={"tall_lambda": [0.2, 0.6]}, progress=False, verbose=False
-    )
+    result = search(tasks, data, base, "tall_mask", alphas=[1.0], grid={"tall_lambda": [0.2, 0.6]})
     assert [c.options["tall_lambda"] for c in result.candidates] == [0.2, 0.6]
     theta0 = encoder_state(base)
     vectors = [{k: v - theta0[k] for k, v in encoder_state(f).items()} for f in tasks]

@@ -125,11 +125,11 @@ def test_every_path_uploads_the_same_complete_folder_and_card(saved, tmp_path, m
     weights = {c["model.safetensors"] for c in hub.commits}
     assert len(weights) == 1  # the same weights through every path
 
-    sources = build_sources(tmp_path / "sources")  # hf-simo merge --push-to-hub
-    argv = ["merge", "--base", str(sources[0]), "--output", str(tmp_path / "merged"), "--no-progress"]
+    sources = build_sources(tmp_path / "sources")  # hf-simo merge --push_to_hub
+    argv = ["merge", "--base_model", str(sources[0]), "--output_dir", str(tmp_path / "merged"), "--disable_tqdm"]
     for task_folder in sources[1]:
-        argv += ["--task", str(task_folder)]
-    assert main([*argv, "--push-to-hub", "org/merged", "--token", TOKEN]) == 0
+        argv += ["--task_checkpoints", str(task_folder)]
+    assert main([*argv, "--push_to_hub", "--hub_model_id", "org/merged", "--token", TOKEN]) == 0
     assert hub.files == MODEL_FILES and hub.front_matter()["library_name"] == "hf_simo"
     assert "merged" in hub.front_matter()["tags"]
     assert TOKEN not in capsys.readouterr().out
@@ -223,10 +223,10 @@ def test_unreachable_hub_one_line_keeps_local_files(saved, tmp_path, monkeypatch
     assert "stays in" not in str(info.value)  # nothing was saved locally by push_to_hub
 
     sources = build_sources(tmp_path / "sources")
-    argv = ["merge", "--base", str(sources[0]), "--output", str(tmp_path / "merged"), "--no-progress"]
+    argv = ["merge", "--base_model", str(sources[0]), "--output_dir", str(tmp_path / "merged"), "--disable_tqdm"]
     for task_folder in sources[1]:
-        argv += ["--task", str(task_folder)]
-    assert main([*argv, "--push-to-hub", "org/merged", "--token", TOKEN]) == 1
+        argv += ["--task_checkpoints", str(task_folder)]
+    assert main([*argv, "--push_to_hub", "--hub_model_id", "org/merged", "--token", TOKEN]) == 1
     err = capsys.readouterr().err
     _assert_one_line(err, "'org/merged'")
     assert SimoModel.from_pretrained(tmp_path / "merged").task_names == ["segmentation", "depth", "normals"]

@@ -208,7 +208,9 @@ def check_can_write(target: str | os.PathLike, overwrite: bool | str, when: str 
     work); ``overwrite="keep"`` (a cache) accepts an existing `target`."""
     target = Path(target)
     if os.path.lexists(target) and not overwrite:
-        raise OutputExistsError(f"{target} already exists{when}; pass overwrite=True (CLI: --overwrite) to replace it")
+        raise OutputExistsError(
+            f"{target} already exists{when}; pass overwrite=True (CLI: --overwrite_output_dir) to replace it"
+        )
 
 
 def _swap_in(temporary: Path, target: Path, overwrite: bool | str) -> None:

@@ -14,7 +14,7 @@ from transformers import Dinov2Model
 from helpers.tiny import TINY_TASKS, tiny_backbone_config
 from hf_simo import SimoModel
 from hf_simo.atomic import lock_path
-from hf_simo.merging.sources import canonical_encoder_keys
+from hf_simo.merging.io.sources import canonical_encoder_keys
 
 
 TASKS = ("segmentation", "depth", "normals")

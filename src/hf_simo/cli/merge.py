@@ -1,212 +1,124 @@
-"""`hf-simo merge`: merge single-task checkpoints into one SimoModel folder, optionally pushed to the Hub.
+"""`hf-simo merge` and `recipes/merge.py`: merge single-task checkpoints into one SimoModel folder, optionally
+pushed to the Hub.
 
-    hf-simo merge --base facebook/dinov2-base --task seg=org/nyuv2-seg --task depth=org/nyuv2-depth@v1 \\
-        --method ties --density 0.2 --alpha 1.0 --output merged/ [--push-to-hub org/nyuv2-merged]
+    hf-simo merge --base_model facebook/dinov2-base \\
+        --task_checkpoints seg=org/nyuv2-seg depth=org/nyuv2-depth@v1 \\
+        --merge_method ties --density 0.2 --alpha 1.0 --output_dir merged/ [--push_to_hub --hub_model_id org/m]
+    python recipes/merge.py --config recipes/configs/merge.yaml [--alpha 0.8 ...]
 
-`hf_simo.cli` runs it as a legacy verb (`configure_parser` + `run`, see `hf_simo.cli.legacy`);
-`add_merge_subparser(subparsers)` adds it to another program's parser; `main()` runs it standalone
-(`python -m hf_simo.cli.merge ...`). Hand-written argparse until it moves to dataclasses (`hf_simo.merging.arguments`).
+The options are generated from `ARGUMENTS` (one source of truth: `hf_simo.merging.arguments` and the Hub carriers
+of `hf_simo.hub`); the dashed form of each is accepted, the spellings of before issue 11 exit 2 naming the new one
+(`RENAMED`). The merge itself is `hf_simo.merging.merge_from_arguments`; the push, when asked for, goes through
+`hf_simo.publishing.push_folder_to_hub` after the folder is complete. This module imports no torch: the library is
+imported when the command runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, MergeOptionError, OutputBusyError
-from ..merging.arguments import DEFAULT_MAX_RELATIVE_DISTANCE
-from ..merging.engine import DTYPES, MergeArguments, merge_from_arguments, merge_to_folder
-from ..merging.methods import METHODS
-from ..publishing import push_folder_to_hub
+from ..errors import OptionError
+from ..hub import HubOptions, PushOptions
+from ..merging.arguments import MergeMethodArguments, MergeOutputArguments, SourceArguments
 from .runner import Command
 
 
 HELP = "merge single-task checkpoints into one multi-task SimoModel"
+ARGUMENTS = (SourceArguments, MergeMethodArguments, MergeOutputArguments, HubOptions, PushOptions)
+# the spellings of `hf-simo merge` / `recipes/merge.py` before issue 11 (tests/helpers/vocabulary.py has their rows)
+RENAMED = {
+    "task": "--task_checkpoints",
+    "tasks": "--task_checkpoints",
+    "base": "--base_model",
+    "revision": "give the base's revision inline: --base_model NAME@REVISION",
+    "base_revision": "give the base's revision inline: --base_model NAME@REVISION",
+    "method": "--merge_method",
+    "seed": "--dare_seed",
+    "overwrite": "--overwrite_output_dir",
+    "private": "--hub_private_repo",
+    "progress": "--disable_tqdm",
+    "no_progress": "--disable_tqdm",
+}
+PUSH_FLAGS = ("--push_to_hub", "--push-to-hub")
+BOOLEAN_WORDS = {"true", "false", "yes", "no", "1", "0", "t", "f", "y", "n"}
 
 
-_OPTION_FLAGS = (
-    "density",
-    "scope",
-    "aggregate",
-    "seed",
-    "rescale",
-    "sign_election",
-    "gamma",
-    "tall_lambda",
-    "min_agreement",
-    "base_method",
-    "beta",
-    "lines_alpha",
-)
+def check_push_options(output: MergeOutputArguments, push: PushOptions) -> str | None:
+    """The repo a push goes to (default: the output folder's name, in the token's namespace, as transformers does);
+    push options without ``--push_to_hub`` are refused (they would be dropped)."""
+    if not output.push_to_hub:
+        given = [f"--{name}" for name, value in vars(push).items() if value != getattr(PushOptions(), name)]
+        if given:
+            raise OptionError(f"{', '.join(given)} only apply with --push_to_hub; add it or drop them")
+        return None
+    return push.hub_model_id or Path(output.output_dir or "").name or None
 
 
-def _key_value(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, _, raw = text.partition("=")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip().replace("-", "_"), value
+def run(
+    sources: SourceArguments,
+    method: MergeMethodArguments,
+    output: MergeOutputArguments,
+    hub: HubOptions,
+    push: PushOptions,
+) -> Path:
+    """Merge into ``--output_dir``, print what was merged, push it if asked; returns the folder."""
+    from ..merging import merge_from_arguments
 
-
-def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the merge arguments to `parser`."""
-    sources = parser.add_argument_group("sources")
-    sources.add_argument(
-        "--task",
-        dest="tasks",
-        action="append",
-        required=True,
-        metavar="[NAME=]SOURCE[@REV]",
-        help="single-task SimoModel checkpoint (Hub id or folder); NAME= renames its task. Repeat per task.",
-    )
-    sources.add_argument(
-        "--base", default=None, help="pre-trained encoder theta_0 (default: the base the checkpoints record)"
-    )
-    sources.add_argument("--revision", dest="base_revision", default=None, help="Hub revision of --base")
-    sources.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the stored login)")
-    sources.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
-    sources.add_argument("--local-files-only", action="store_true", help="use the local cache only, no download")
-    sources.add_argument("--allow-pickle", action="store_true", help="allow .bin (pickle) checkpoints; unsafe")
-    sources.add_argument(
-        "--max-relative-distance",
-        type=float,
-        default=DEFAULT_MAX_RELATIVE_DISTANCE,
-        help="refuse task encoders with ||theta_t - theta_0|| / ||theta_0|| above this (default %(default)s)",
-    )
-    sources.add_argument("--allow-distant", action="store_true", help="only warn about distant task encoders")
-
-    method = parser.add_argument_group("method")
-    method.add_argument("--method", default="task_arithmetic", help=f"one of {sorted(METHODS)} (default %(default)s)")
-    method.add_argument("--alpha", type=float, default=1.0, help="theta = theta_0 + alpha * tau_MTL (default 1.0)")
-    method.add_argument("--density", type=float, help="fraction of entries kept, in (0, 1] (ties, magnitude, ...)")
-    method.add_argument("--scope", choices=("global", "tensor"), help="magnitude trim over the encoder or per tensor")
-    method.add_argument("--aggregate", choices=("mean", "sum"), help="disjoint merge aggregate (ties)")
-    method.add_argument("--seed", type=int, help="DARE seed")
-    method.add_argument("--rescale", action=argparse.BooleanOptionalAction, default=None, help="DARE rescaling")
-    method.add_argument("--sign-election", action=argparse.BooleanOptionalAction, default=None, help="DARE-TIES")
-    method.add_argument("--gamma", type=float, help="Breadcrumbs: fraction of largest magnitudes dropped")
-    method.add_argument("--tall-lambda", type=float, help="consensus: TALL mask lambda")
-    method.add_argument("--min-agreement", type=int, help="consensus: masks an entry needs (default 2)")
-    method.add_argument("--base-method", choices=("task_arithmetic", "ties"), help="consensus/LiNeS base method")
-    method.add_argument("--beta", type=float, help="LiNeS: depth scaling beta")
-    method.add_argument("--lines-alpha", type=float, help="LiNeS: alpha (default: automatic)")
-    method.add_argument(
-        "--option",
-        dest="extra_options",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other method option (value parsed as JSON)",
-    )
-    method.add_argument("--coefficients", help="per-task (per-layer) coefficients: JSON file or inline JSON")
-
-    output = parser.add_argument_group("output")
-    output.add_argument("--output", "--output-dir", dest="output_dir", required=True, help="output folder")
-    output.add_argument("--dtype", default="auto", choices=("auto", *DTYPES), help="output dtype (default: auto)")
-    output.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (default %(default)s)")
-    output.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    output.add_argument(
-        "--wait-for-lock",
-        action="store_true",
-        help="if another merge is writing the same output, wait for it instead of failing",
-    )
-    output.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the merged folder to this Hub repo")
-    output.add_argument("--private", action="store_true", default=None, help="create the Hub repo as private")
-    output.add_argument("--commit-message", help="Hub commit message")
-    output.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    return parser
-
-
-def add_merge_subparser(subparsers) -> argparse.ArgumentParser:
-    """Register `merge` on an `argparse` sub-parsers object; the sub-command runs `run_merge(args)`."""
-    parser = subparsers.add_parser(
-        "merge",
-        help=HELP,
-        description=__doc__.split("\n\n")[0],
-    )
-    configure_parser(parser)
-    parser.set_defaults(func=run_merge)
-    return parser
-
-
-def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    options = {name: getattr(args, name) for name in _OPTION_FLAGS if getattr(args, name, None) is not None}
-    for key, value in args.extra_options or []:
-        if key in options and options[key] != value:
-            raise MergeOptionError(f"option {key!r} given twice")
-        options[key] = value
-    return {
-        "output_dir": args.output_dir,
-        "tasks": list(args.tasks),
-        "base": args.base,
-        "method": args.method,
-        "options": options,
-        "alpha": args.alpha,
-        "coefficients": args.coefficients,
-        "dtype": args.dtype,
-        "base_revision": args.base_revision,
-        "token": args.token,
-        "cache_dir": args.cache_dir,
-        "local_files_only": args.local_files_only,
-        "allow_pickle": args.allow_pickle,
-        "max_relative_distance": None if args.allow_distant else args.max_relative_distance,
-        "max_shard_size": args.max_shard_size,
-        "overwrite": args.overwrite,
-        "wait_for_lock": args.wait_for_lock,
-        "progress": args.progress,
-    }
-
-
-def run_merge(args: argparse.Namespace) -> int:
-    """Run a parsed `merge` command; returns the process exit code (0 ok, 1 bad input or checkpoint)."""
-    try:
-        output = merge_to_folder(**_kwargs(args))
-    except (CheckpointError, MergeOptionError, FileExistsError, OutputBusyError) as err:
-        if getattr(args, "debug", False):  # hf-simo --debug merge: the traceback
-            raise
-        print(f"hf-simo merge: error: {err}", file=sys.stderr)
-        return 1
-    config = json.loads((output / "config.json").read_text())
-    record = config["merge"]
-    print(f"merged {len(record['sources'])} task(s) with {record['method']} (alpha={record['alpha']}) into {output}")
+    repo_id = check_push_options(output, push)  # before any work
+    folder = merge_from_arguments(sources, method, output, hub)
+    record = json.loads((folder / "config.json").read_text())["merge"]
+    print(f"merged {len(record['sources'])} task(s) with {record['method']} (alpha={record['alpha']}) into {folder}")
     for source in [record["base"], *record["sources"]]:
         what = f"task {source['task']!r}" if "task" in source else "base"
         commit = f" @ {source['commit']}" if source.get("commit") else ""
         print(f"  {what}: {source['name_or_path']}{commit}")
-    if args.push_to_hub:
-        info = push_folder_to_hub(
-            output, args.push_to_hub, token=args.token, private=bool(args.private), commit_message=args.commit_message
-        )
-        print(f"pushed to {args.push_to_hub}: {info.url}")
-    return 0
+    if repo_id is not None:
+        from ..publishing import push_folder_to_hub
+
+        info = push_folder_to_hub(folder, repo_id, token=hub.token, **push.push_kwargs())
+        print(f"pushed to {repo_id}: {info.url}")
+    return folder
 
 
-run = run_merge  # the legacy-verb protocol of hf_simo.cli.legacy
+class MergeCommand(Command):
+    """`Command` plus what this verb needs: ``--task_checkpoints`` and ``--output_dir`` are required (exit 2 when
+    missing, from the command line or the YAML file), and ``--push_to_hub ORG/NAME`` (the spelling of before issue 11)
+    names the new pair."""
+
+    def parse(self, argv: Sequence[str] | None = None) -> tuple[tuple[Any, ...], Any]:
+        words = list(sys.argv[1:] if argv is None else argv)
+        for index, word in enumerate(words):
+            value = word.split("=", 1)[1] if "=" in word else None
+            if word.split("=", 1)[0] in PUSH_FLAGS:
+                if value is None and index + 1 < len(words) and not words[index + 1].startswith("-"):
+                    value = words[index + 1]
+                if value is not None and value.lower() not in BOOLEAN_WORDS:
+                    self.parser().error(
+                        f"--push_to_hub is a flag now: use --push_to_hub --hub_model_id {value} (transformers' spelling)"
+                    )
+        parsed, common = super().parse(words)
+        sources, _, output = parsed[:3]
+        missing = [
+            name
+            for name, given in (("--task_checkpoints", sources.task_checkpoints), ("--output_dir", output.output_dir))
+            if not given
+        ]
+        if missing:  # required by this command only (the dataclasses are shared with verbs where they are optional)
+            self.parser().error(f"the following arguments are required: {', '.join(missing)}")
+        return parsed, common
 
 
-# `recipes/merge.py`: `MergeArguments` from the command line and/or `--config x.yaml`; returns the merged folder
-RECIPE = Command(
-    "recipes/merge.py",
-    (MergeArguments,),
-    merge_from_arguments,
-    description="Merge single-task checkpoints into one multi-task SimoModel folder (YAML or command line).",
-)
-recipe_main = RECIPE.main
+DESCRIPTION = "Merge single-task checkpoints into one multi-task SimoModel folder (and push it to the Hub)."
+COMMAND = MergeCommand("hf-simo merge", ARGUMENTS, run, renamed=RENAMED, description=DESCRIPTION)
+RECIPE = MergeCommand("recipes/merge.py", ARGUMENTS, run, renamed=RENAMED, description=DESCRIPTION)
+main = COMMAND.exit_code  # `hf-simo merge ...` / `python -m hf_simo.cli.merge ...`: the exit status
+recipe_main = RECIPE.main  # `recipes/merge.py`: the merged folder, or SystemExit("error: ...")
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = configure_parser(argparse.ArgumentParser(prog="hf-simo merge", description=__doc__.split("\n\n")[0]))
-    return run_merge(parser.parse_args(argv))
-
-
-__all__ = ["HELP", "RECIPE", "add_merge_subparser", "configure_parser", "main", "recipe_main", "run", "run_merge"]
+__all__ = ["ARGUMENTS", "COMMAND", "HELP", "RECIPE", "RENAMED", "check_push_options", "main", "recipe_main", "run"]
 
 
 if __name__ == "__main__":

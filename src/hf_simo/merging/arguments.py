@@ -10,8 +10,8 @@ transformers' for the rest). Plain dataclasses, no torch: `--help` stays cheap.
 
 `DEFAULT_ALPHA_GRID` is the one α grid searched on validation when α is not given.
 
-Written by issue 11's foundation work; the verbs adopt them as they move to dataclasses (today ``hf-simo merge`` and
-``recipes/merge.py`` still take `hf_simo.merging.MergeArguments`).
+``hf-simo merge`` and ``recipes/merge.py`` are generated from `SourceArguments`, `MergeMethodArguments`,
+`MergeOutputArguments` and the Hub carriers (`hf_simo.cli.merge`); `hf_simo.merging.merge_from_arguments` runs them.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from ..utils.fields import json_mapping, option
 
 
 DEFAULT_ALPHA_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-DEFAULT_MAX_RELATIVE_DISTANCE = 1.0  # the provenance check's threshold (`hf_simo.merging.sources.check_fine_tuned`)
-# flat method options: field -> the option name the merging methods take (`hf_simo.merging.methods.METHODS`)
+DEFAULT_MAX_RELATIVE_DISTANCE = 1.0  # the provenance check's threshold (`hf_simo.merging.checks.check_fine_tuned`)
+# flat method options: field -> the option name the merging methods take (`hf_simo.merging.merge_methods.METHODS`)
 MERGE_METHOD_OPTIONS = {
     "density": "density",
     "scope": "scope",

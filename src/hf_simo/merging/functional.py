@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from .methods import layer_group, layer_group_names, task_vector
+from .layers import layer_group, layer_group_names
+from .merge_methods import task_vector
 
 
 def coefficient_groups(keys: Sequence[str], num_layers: int) -> dict[str, int]:

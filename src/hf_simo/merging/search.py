@@ -12,7 +12,8 @@ each task with its own masked encoder, as the TALL-mask paper evaluates them (a 
 them; `consensus` is their one-encoder form).
 
 The validation data is any re-iterable of batches `{"pixel_values": (B, 3, H, W) normalized, "labels": {task:
-tensor}}`, such as a `DataLoader`.
+tensor}}`, such as a `DataLoader`, with labels for every task scored; it is evaluated by `hf_simo.evaluation.evaluate`
+(the one evaluation loop). The candidates' table is logged (INFO) and returned (`SearchResult.table`).
 """
 
 from __future__ import annotations
@@ -27,19 +28,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers.initialization import no_init_weights
 
-from ..errors import OptionError
+from ..errors import DataError, OptionError, UnknownTaskError
+from ..evaluation import evaluate
+from ..hub import HubOptions
 from ..metrics import MultiTaskMetrics, normalized_performance, render_table, task_normalized_performance
 from ..modeling_simo import SimoModel
-from .arguments import DEFAULT_ALPHA_GRID
-from .engine import _build_config, _collect_options, _head_plan, _load_coefficients, _MergeJob, merge, open_sources
-from .methods import apply_task_vector, final_scale, resolve_method, tall_mask, validate_alpha
-from .sources import DEFAULT_MAX_RELATIVE_DISTANCE
+from ..utils.logging import get_logger, progress_bar
+from .api import merge, progress_switch
+from .arguments import DEFAULT_ALPHA_GRID, DEFAULT_MAX_RELATIVE_DISTANCE
+from .io.sources import load_coefficients, open_sources
+from .job import MergeJob, collect_options
+from .merge_methods import apply_task_vector, final_scale, resolve_method, tall_mask, validate_alpha
+from .plan import build_config, head_plan
 
 
-DEFAULT_ALPHAS = DEFAULT_ALPHA_GRID  # the one grid (`hf_simo.merging.arguments`)
+logger = get_logger(__name__)
 BASELINE_LABEL = "single-task"
 
 
@@ -77,7 +82,7 @@ class SearchResult:
         """Highest normalized performance (the first one on ties; NaN scores never win)."""
         scored = [c for c in self.candidates if not math.isnan(c.score)]
         if not scored:
-            raise ValueError("no candidate has a finite score")
+            raise DataError("no candidate has a finite score (every candidate's metrics are NaN on this data)")
         return max(scored, key=lambda c: c.score)
 
     def table(self) -> str:
@@ -100,29 +105,6 @@ def _batches(data: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
     return data
 
 
-@torch.no_grad()
-def evaluate(
-    model: SimoModel,
-    data: Iterable[Mapping[str, Any]],
-    tasks: Sequence[str] | None = None,
-    max_batches: int | None = None,
-) -> dict[str, dict[str, float]]:
-    """Metrics of `model` on `data` for `tasks` (default: all), with the core `MultiTaskMetrics`."""
-    tasks = list(tasks or model.task_names)
-    specs = {name: model.config.get_task(name) for name in tasks}
-    metrics = MultiTaskMetrics(specs)
-    device = next(model.parameters()).device
-    for index, batch in enumerate(data):
-        if max_batches is not None and index >= max_batches:
-            break
-        labels = {name: batch["labels"][name].to(device) for name in tasks if name in batch["labels"]}
-        if not labels:
-            continue
-        outputs = model(batch["pixel_values"].to(device), tasks=list(labels))
-        metrics.update(outputs.predictions, labels)
-    return metrics.compute()
-
-
 def _grid(options: Mapping[str, Sequence[Any]] | None) -> list[dict[str, Any]]:
     if not options:
         return [{}]
@@ -142,21 +124,15 @@ def search(
     base: str | os.PathLike | Any | None = None,
     method: str = "task_arithmetic",
     *,
-    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    alphas: Sequence[float] = DEFAULT_ALPHA_GRID,
     grid: Mapping[str, Sequence[Any]] | None = None,
     options: Mapping[str, Any] | None = None,
     baselines: Mapping[str, float] | None = None,
     coefficients: Any = None,
     device: str | torch.device | None = None,
     max_batches: int | None = None,
-    base_revision: str | None = None,
-    token: str | bool | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    local_files_only: bool = False,
-    allow_pickle: bool = False,
+    hub: HubOptions | None = None,
     max_relative_distance: float | None = DEFAULT_MAX_RELATIVE_DISTANCE,
-    progress: bool = True,
-    verbose: bool = True,
 ) -> SearchResult:
     """Grid search of `alphas` x `grid` (method options, e.g. `{"density": [0.1, 0.2]}`) by normalized performance.
 
@@ -165,27 +141,27 @@ def search(
         data: validation batches (re-iterable; a one-shot iterator is cached).
         grid: option name -> values to try; `options`: fixed options.
         baselines: task -> the single-task model's primary metric (default: measured on `data`).
-        verbose: print the table of every candidate.
+        hub: how Hub sources are read (`HubOptions`).
+    Logs the table of every candidate (`result.table()`) and the best one at INFO level.
     Returns a `SearchResult`; `result.best.merge_kwargs()` feeds `merge_to_folder`.
     """
     alphas = [validate_alpha(a) for a in alphas]
     if not alphas:
-        raise ValueError("alphas must not be empty")
+        raise OptionError("alphas must not be empty: give at least one α to try")
     settings = []
     for combo in _grid(grid):
-        name, resolved = resolve_method(method, _collect_options(options, combo))
+        name, resolved = resolve_method(method, collect_options(options, combo))
         settings.append((name, resolved, combo))
-    coefficients = _load_coefficients(coefficients)
+    coefficients = load_coefficients(coefficients)
     data = _batches(data)
     device = torch.device(device) if device is not None else torch.device("cpu")
-    hub = {"token": token, "cache_dir": cache_dir, "local_files_only": local_files_only, "allow_pickle": allow_pickle}
-    with open_sources(base, tasks, base_revision=base_revision, **hub) as sources:
-        first_job = _MergeJob(sources, settings[0][0], settings[0][1], 1.0, None, None, False, allow_per_task=True)
-        config = _build_config(first_job, torch.float32)
+    with open_sources(base, tasks, hub=hub) as sources:
+        first_job = MergeJob(sources, settings[0][0], settings[0][1], 1.0, None, None, allow_per_task=True)
+        config = build_config(first_job, torch.float32)
         with no_init_weights():
             model = SimoModel(config)
         state = model.state_dict()
-        for name, checkpoint, raw, _ in _head_plan(first_job, torch.float32, True):
+        for name, checkpoint, raw, _ in head_plan(first_job, torch.float32, True):
             state[name].copy_(checkpoint.reader.get(raw))
         theta0 = {key: sources.base.encoder_tensor(key).to(torch.float32) for key in first_job.keys}
         model.to(device).eval()
@@ -198,19 +174,19 @@ def search(
 
         if baselines is None:
             baselines = {}
-            for checkpoint in tqdm(sources.tasks, desc="single-task baselines", disable=not progress, leave=False):
+            for checkpoint in progress_bar(sources.tasks, desc="single-task baselines", leave=False):
                 load_encoder({key: checkpoint.encoder_tensor(key) for key in first_job.keys})
-                results = evaluate(model, data, [checkpoint.task], max_batches)
+                results = evaluate(model, data, [checkpoint.task], max_batches=max_batches)
                 baselines[checkpoint.task] = results[checkpoint.task][metric_names[checkpoint.task]]
         else:
             missing = [t for t in config.task_names if t not in baselines]
             if missing:
-                raise KeyError(f"no baseline value for task(s) {missing}; give all or none")
+                raise UnknownTaskError(f"no baseline value for task(s) {missing}; give all or none")
             baselines = {t: float(baselines[t]) for t in config.task_names}
 
         candidates: list[Candidate] = []
         evaluations = sum(len(alphas) * (len(sources.tasks) if name == "tall_mask" else 1) for name, _, _ in settings)
-        bar = tqdm(total=evaluations, desc=f"search {settings[0][0]}", disable=not progress)
+        bar = progress_bar(total=evaluations, desc=f"search {settings[0][0]}")
 
         def score(name: str, resolved: dict[str, Any], alpha: float, results: dict[str, dict[str, float]]) -> None:
             values = MultiTaskMetrics(config.task_specs).primary(results)
@@ -219,9 +195,7 @@ def search(
             candidates.append(Candidate(name, dict(resolved), alpha, results, values, per_task, total))
 
         for name, resolved, _ in settings:
-            job = _MergeJob(
-                sources, name, resolved, 1.0, coefficients, max_relative_distance, False, allow_per_task=True
-            )
+            job = MergeJob(sources, name, resolved, 1.0, coefficients, max_relative_distance, allow_per_task=True)
             job.prepare()
             merged = {key: tau for key, _, tau in job.encoder(return_task_vector=True)}
             if name == "tall_mask":  # each task evaluated with its own encoder theta_0 + alpha * m_t * tau_MTL
@@ -233,7 +207,7 @@ def search(
                         masked[key] = merged[key] * tall_mask(tau_t, merged[key], resolved["tall_lambda"])
                     for alpha in alphas:
                         load_encoder({key: apply_task_vector(theta0[key], masked[key], alpha) for key in job.keys})
-                        results = evaluate(model, data, [checkpoint.task], max_batches)
+                        results = evaluate(model, data, [checkpoint.task], max_batches=max_batches)
                         per_alpha[alpha][checkpoint.task] = results[checkpoint.task]
                         bar.update(1)
                     del masked
@@ -253,14 +227,13 @@ def search(
                             for key in job.keys
                         }
                     )
-                    score(name, resolved, alpha, evaluate(model, data, None, max_batches))
+                    score(name, resolved, alpha, evaluate(model, data, None, max_batches=max_batches))
                     bar.update(1)
             del merged
         bar.close()
     result = SearchResult(candidates=candidates, baselines=baselines, metric_names=metric_names)
-    if verbose:
-        print(result.table())
-        print(f"best: {result.best.label} (normalized performance {100 * result.best.score:.1f}%)")
+    logger.info("merge search on the validation data:\n%s", result.table())
+    logger.info("best: %s (normalized performance %.1f%%)", result.best.label, 100 * result.best.score)
     return result
 
 
@@ -290,12 +263,14 @@ def search_and_merge(
     validation: Sequence[Mapping[str, Any]] | None = None,
     baselines: Mapping[str, float] | None = None,
     max_relative_distance: float | None = DEFAULT_MAX_RELATIVE_DISTANCE,
-    progress: bool = True,
+    hub: HubOptions | None = None,
+    progress: bool | None = None,
 ) -> MergeOutcome:
     """Merge single-task checkpoints into one `SimoModel`; with `alpha=None`, tune α on `validation` first.
 
     `max_relative_distance`: refuse task encoders farther than this from the base (None: warn only; see
-    `merging.sources.check_fine_tuned`).
+    `hf_simo.merging.checks.check_fine_tuned`). `hub`: how Hub sources are read. `progress`: transition only (see
+    `hf_simo.merging.api.progress_switch`).
     """
     start = time.perf_counter()
     tasks = [f"{name}={source}" for name, source in sources.items()]
@@ -304,21 +279,28 @@ def search_and_merge(
     if alpha is None:
         if validation is None:
             raise OptionError("alpha=None tunes α on validation data; pass validation batches or a fixed alpha")
-        result = search(
-            tasks,
-            validation,
-            base,
-            method,
-            alphas=alphas,
-            options=options,
-            baselines=baselines,
-            max_relative_distance=max_relative_distance,
-            progress=progress,
-            verbose=False,
-        )
+        with progress_switch(progress):
+            result = search(
+                tasks,
+                validation,
+                base,
+                method,
+                alphas=alphas,
+                options=options,
+                baselines=baselines,
+                hub=hub,
+                max_relative_distance=max_relative_distance,
+            )
         alpha, table = result.best.alpha, result.table()
     model = merge(
-        tasks, base, method, options, alpha=alpha, max_relative_distance=max_relative_distance, progress=progress
+        tasks,
+        base,
+        method,
+        options,
+        alpha=alpha,
+        hub=hub,
+        max_relative_distance=max_relative_distance,
+        progress=progress,
     )
     return MergeOutcome(model, method, options, float(alpha), table, time.perf_counter() - start)
 
@@ -326,10 +308,8 @@ def search_and_merge(
 __all__ = [
     "BASELINE_LABEL",
     "Candidate",
-    "DEFAULT_ALPHAS",
     "MergeOutcome",
     "SearchResult",
-    "evaluate",
     "search",
     "search_and_merge",
 ]

@@ -20,7 +20,7 @@ from typing import BinaryIO
 import torch
 from huggingface_hub import split_torch_state_dict_into_shards
 
-from ..hub import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+from ...hub import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 
 DTYPE_NAMES = {

@@ -1,0 +1,322 @@
+"""`MergeJob`: one streaming merge of the base and task encoders, tensor by tensor (computation; it reads tensors
+only through `Checkpoint.encoder_tensor`, the injected reader of `hf_simo.merging.io`).
+
+Only the encoder is merged; each task keeps its own head, copied unchanged. For each encoder tensor the base and each
+task's tensor are read, upcast to float32, turned into task vectors and combined by the method
+(`merge_methods.merge_task_vectors`), one task at a time. Nothing ever holds a whole checkpoint, or more than one
+tensor per task, so peak memory is a few tensors whatever the number of tasks.
+
+Methods whose statistics span the whole encoder take extra read-only passes first (`MergeJob.prepare`):
+
+- a global magnitude trim (TIES, magnitude pruning, and consensus/LiNeS on a TIES base) finds each task's exact
+  threshold with two radix-select passes (`select.StreamingKthValue`);
+- a global sign election (TIES) counts the elected signs in one more pass, for the majority sign that entries with
+  a zero sum receive;
+- LiNeS with an automatic alpha on a TIES base (or with per-layer coefficients) measures ||sum tau_t|| and
+  ||tau_MTL|| in one more pass.
+
+The first pass also checks every tensor for NaN/inf and measures each task's distance to the base
+(`checks.check_fine_tuned`); `check_merged`/`check_update` refuse a merged tensor that is not finite and a merged
+encoder farther than `MAX_RELATIVE_UPDATE`·‖θ_0‖ from θ_0 (an α that overflows, not a model).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ..errors import MergeOptionError
+from ..utils.logging import progress_bar
+from .checks import DistanceStats, check_fine_tuned
+from .io.sources import MergeSources
+from .layers import layer_group, layer_group_names, resolve_coefficients
+from .merge_methods import (
+    apply_task_vector,
+    elect_sign,
+    final_scale,
+    lines_auto_alpha,
+    merge_task_vectors,
+    resolve_method,
+    sign_count,
+    squared_norm,
+    task_arithmetic,
+    trim,
+    trim_scope,
+    uses_sign_election,
+    validate_alpha,
+)
+from .select import StreamingKthValue, kth_rank
+
+
+# Fine-tuning moves an encoder well under ‖θ_0‖ (the provenance check refuses task vectors above 1.0·‖θ_0‖), so a merge
+# landing 10·‖θ_0‖ from θ_0 (eight such task vectors, all aligned, at α = 1 land at 8) comes from an overflowing α.
+MAX_RELATIVE_UPDATE = 10.0
+
+
+class TaskVectorsAt(Sequence):
+    """Task vectors of one encoder tensor, read from disk on each access (never all tasks at once)."""
+
+    def __init__(self, job: MergeJob, key: str, base: torch.Tensor, validate: bool):
+        self.job, self.key, self.base, self.validate = job, key, base, validate
+        self._checked: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.job.tasks)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        checkpoint = self.job.tasks[index]
+        finetuned = checkpoint.encoder_tensor(self.key).to(torch.float32)
+        first = self.validate and index not in self._checked
+        if first:
+            self.job.stats.add_task(index, checkpoint, self.key, self.base, finetuned)
+        if checkpoint.reader.owns_tensors:  # a fresh buffer read from disk: subtract in place, one allocation less
+            tau = finetuned.sub_(self.base)
+        else:
+            tau = finetuned - self.base
+        if first:
+            self.job.stats.add_task_vector(index, tau)
+            self._checked.add(index)
+        return tau
+
+
+class MergeJob:
+    """One merge: resolved method and coefficients, global statistics, and the final streaming pass."""
+
+    def __init__(
+        self,
+        sources: MergeSources,
+        method: str,
+        options: Mapping[str, Any] | None,
+        alpha: float,
+        coefficients: Any,
+        max_relative_distance: float | None,
+        allow_per_task: bool = False,
+    ):
+        self.base, self.tasks = sources.base, sources.tasks
+        self.method, self.options = resolve_method(method, options)
+        if not allow_per_task:
+            check_single_encoder(self.method)
+        self.alpha = validate_alpha(alpha)
+        self.num_layers = self.base.backbone_config.num_hidden_layers
+        self.keys = sorted(self.base.encoder)
+        self.groups = {key: layer_group(key, self.num_layers) for key in self.keys}
+        self.coefficients = resolve_coefficients(coefficients, [t.task for t in self.tasks], self.num_layers + 2)
+        self.max_relative_distance = max_relative_distance
+        self.stats = DistanceStats(len(self.tasks))
+        self.distances: dict[str, dict[str, float]] | None = None
+        self.thresholds: list[float | None] | None = None
+        self.majority: float | None = None
+        self.lines_alpha: float | None = self.options.get("lines_alpha") if self.method == "lines" else None
+        self._validated = False
+        self.numel = sum(numel(self.base.encoder_info(key)[1]) for key in self.keys)
+        self.relative_update: float | None = None
+        self._update_sq = 0.0
+        self._base_sq = 0.0
+
+    # ------------------------------------------------------------------ passes
+
+    def _weights(self, key: str) -> list[float] | None:
+        if self.coefficients is None:
+            return None
+        group = self.groups[key]
+        return [row[group] for row in self.coefficients]
+
+    def _iterate(self, description: str) -> Iterator[tuple[str, TaskVectorsAt]]:
+        validate = not self._validated
+        bar = progress_bar(self.keys, desc=description, unit="tensor", leave=False)
+        for key in bar:
+            base = self.base.encoder_tensor(key).to(torch.float32)
+            if validate:
+                self.stats.add_base(self.base, key, base)
+            yield key, TaskVectorsAt(self, key, base, validate)
+        bar.close()
+        if validate:
+            self._validated = True
+            self.distances = check_fine_tuned(self.tasks, self.stats, self.max_relative_distance)
+
+    def passes(self) -> list[str]:
+        """Names of the passes this merge reads the checkpoints in (the last one writes)."""
+        names = []
+        if trim_scope(self.method, self.options) == "global" and kth_rank(self.numel, self.options["density"]):
+            names += ["threshold (radix 1/2)", "threshold (radix 2/2)"]
+        if self._needs_global_majority():
+            names.append("sign election")
+        if self._needs_norms():
+            names.append("LiNeS norms")
+        return names + ["merge"]
+
+    def _needs_global_majority(self) -> bool:
+        return uses_sign_election(self.method, self.options) and trim_scope(self.method, self.options) == "global"
+
+    def _needs_norms(self) -> bool:
+        if self.method != "lines" or self.options["lines_alpha"] is not None:
+            return False
+        return self.options["base_method"] == "ties" or self.coefficients is not None
+
+    def prepare(self) -> None:
+        """Run the read-only passes: exact global thresholds, global majority sign, LiNeS norms."""
+        passes = self.passes()
+        total = len(passes)
+        step = 0
+        if trim_scope(self.method, self.options) == "global":
+            rank = kth_rank(self.numel, self.options["density"])
+            self.thresholds = [None] * len(self.tasks)
+            if rank is not None:
+                selector = StreamingKthValue([rank] * len(self.tasks), counts=[self.numel] * len(self.tasks))
+                for _ in range(2):
+                    step += 1
+                    for _, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
+                        for t in range(len(vectors)):
+                            selector.update(t, vectors[t], magnitudes=True)
+                    selector.next_pass()
+                self.thresholds = selector.values()
+        if self._needs_global_majority():
+            step += 1
+            count = 0
+            for _, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
+                trimmed = Trimmed(vectors, self.thresholds)
+                count += sign_count(elect_sign(trimmed, majority=0.0))
+            self.majority = float(count > 0) - float(count < 0)
+        if self._needs_norms():
+            step += 1
+            sum_sq = merged_sq = 0.0
+            for key, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
+                sum_sq += squared_norm(task_arithmetic(vectors))
+                merged_sq += squared_norm(self._merge_key(key, vectors))
+            self.lines_alpha = lines_auto_alpha(sum_sq, merged_sq, len(self.tasks))
+        elif self.method == "lines" and self.lines_alpha is None:
+            self.lines_alpha = lines_auto_alpha(1.0, 1.0, len(self.tasks))  # TA base, unit weights: exactly 1/T
+        self._final_description = f"pass {total}/{total}: merge"
+
+    def _merge_key(self, key: str, vectors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return merge_task_vectors(
+            self.method,
+            self.options,
+            vectors,
+            self._weights(key),
+            key=key,
+            thresholds=self.thresholds,
+            majority=self.majority,
+        )
+
+    def scale(self, key: str) -> float:
+        return final_scale(self.method, self.options, self.alpha, self.groups[key], self.num_layers, self.lines_alpha)
+
+    def encoder(self, return_task_vector: bool = False) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+        """The final pass: (key, theta_0 in float32, merged theta in float32) per encoder tensor, in key order;
+        with `return_task_vector`, the unscaled tau_MTL instead of theta."""
+        for key, vectors in self._iterate(getattr(self, "_final_description", "merge")):
+            merged = self._merge_key(key, vectors)
+            yield (
+                key,
+                vectors.base,
+                merged if return_task_vector else apply_task_vector(vectors.base, merged, self.scale(key)),
+            )
+
+    # ------------------------------------------------------------------ result checks
+
+    def check_merged(self, key: str, base: torch.Tensor, merged: torch.Tensor) -> None:
+        """Refuse a merged tensor (in its output dtype) that is not finite; add it to ‖θ − θ_0‖."""
+        if not merged.is_floating_point():
+            return
+        if not torch.isfinite(merged).all():
+            kind = "NaN" if torch.isnan(merged).any() else "inf"
+            raise MergeOptionError(
+                f"the merged encoder tensor {key!r} contains {kind} in {str(merged.dtype).replace('torch.', '')} "
+                f"(alpha={self.alpha:g}): the scaled task vector overflows; use a smaller alpha (typically 0.1 to 1.5)"
+            )
+        self._update_sq += float(torch.linalg.vector_norm(merged.float() - base)) ** 2
+        self._base_sq += float(torch.linalg.vector_norm(base)) ** 2
+
+    def check_update(self) -> None:
+        """After the last `check_merged`: refuse a merged encoder farther than `MAX_RELATIVE_UPDATE`·‖θ_0‖ from θ_0."""
+        ratio = math.sqrt(self._update_sq / self._base_sq) if self._base_sq > 0 else math.sqrt(self._update_sq)
+        self.relative_update = ratio
+        if not math.isfinite(ratio) or ratio > MAX_RELATIVE_UPDATE:
+            raise MergeOptionError(
+                f"the merged encoder is {ratio:.3g}·‖θ_0‖ away from the base θ_0 (alpha={self.alpha:g}), farther than "
+                f"{MAX_RELATIVE_UPDATE:g}·‖θ_0‖: fine-tuning moves an encoder less than ‖θ_0‖, so alpha is far too "
+                "large; use a smaller alpha (typically 0.1 to 1.5)"
+            )
+
+    # ------------------------------------------------------------------ record
+
+    def record(self) -> dict[str, Any]:
+        """What `config.merge` records: method, options, scaling, sources with commits, statistics."""
+        from ..version import __version__
+
+        statistics: dict[str, Any] = {"encoder_parameters": self.numel}
+        if self.distances is not None:
+            statistics["distance_to_base"] = self.distances
+        if self.thresholds is not None:
+            statistics["global_thresholds"] = {t.task: v for t, v in zip(self.tasks, self.thresholds)}
+        if self.majority is not None:
+            statistics["global_majority_sign"] = self.majority
+        if self.relative_update is not None:
+            statistics["relative_update"] = self.relative_update  # ‖θ − θ_0‖ / ‖θ_0‖ of the merged encoder
+        record: dict[str, Any] = {
+            "method": self.method,
+            "options": dict(self.options),
+            "alpha": self.alpha,
+            "coefficients": self.coefficients,
+            "coefficient_groups": layer_group_names(self.num_layers) if self.coefficients is not None else None,
+            "base": self.base.provenance(),
+            "sources": [t.provenance() for t in self.tasks],
+            "statistics": statistics,
+            "hf_simo_version": __version__,
+        }
+        if self.method == "lines":
+            record["lines_alpha"] = self.lines_alpha
+        return record
+
+
+class Trimmed(Sequence):
+    def __init__(self, vectors: Sequence[torch.Tensor], thresholds: list[float | None]):
+        self.vectors, self.thresholds = vectors, thresholds
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return trim(self.vectors[index], self.thresholds[index])
+
+
+def numel(shape: tuple[int, ...]) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
+
+
+def collect_options(options: Mapping[str, Any] | None, method_options: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(options or {})
+    for name, value in method_options.items():
+        if value is None:
+            continue
+        if name in merged and merged[name] != value:
+            raise MergeOptionError(f"option {name!r} given twice ({merged[name]!r} and {value!r})")
+        merged[name] = value
+    return merged
+
+
+def check_single_encoder(method: str) -> None:
+    if method == "tall_mask":
+        raise MergeOptionError(
+            "TALL masks give each task its own encoder (theta_0 + m_t * tau_MTL), which a SIMO model with one shared "
+            "encoder cannot hold. Use method='consensus' (TALL masks + consensus: one encoder), or score TALL masks "
+            "with hf_simo.merging.search(..., method='tall_mask')"
+        )
+
+
+__all__ = [
+    "MAX_RELATIVE_UPDATE",
+    "MergeJob",
+    "TaskVectorsAt",
+    "Trimmed",
+    "check_single_encoder",
+    "collect_options",
+    "numel",
+]

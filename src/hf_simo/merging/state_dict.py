@@ -1,0 +1,96 @@
+"""`merge_state_dicts`: the direct, in-memory merge of Dinov2 encoder state dicts (the reference the streaming merge
+is held to, bitwise)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+from .layers import layer_group, resolve_coefficients
+from .merge_methods import (
+    apply_task_vector,
+    final_scale,
+    lines_auto_alpha,
+    merge_task_vectors,
+    resolve_method,
+    squared_norm,
+    task_arithmetic,
+    task_vector,
+    trim_scope,
+    validate_alpha,
+)
+
+
+def merge_state_dicts(
+    base: Mapping[str, torch.Tensor],
+    finetuned: Sequence[Mapping[str, torch.Tensor]],
+    method: str = "task_arithmetic",
+    options: Mapping[str, Any] | None = None,
+    *,
+    alpha: float = 1.0,
+    coefficients: Any = None,
+    num_layers: int | None = None,
+    return_task_vector: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Merge Dinov2 encoder state dicts held in memory: the direct (non-streaming) path, float32 outputs.
+
+    Global-scope methods run on the flattened encoder (keys in sorted order, as the TIES reference flattens a state
+    dict), so thresholds come from `kthvalue` over the whole vector and the zero-sign majority from all entries.
+    The streaming engine gives bitwise identical results; tests hold it to that.
+    """
+    method, options = resolve_method(method, options)
+    alpha = validate_alpha(alpha)
+    keys = sorted(base)
+    for index, state_dict in enumerate(finetuned):
+        if sorted(state_dict) != keys:
+            raise CheckpointError(f"fine-tuned state dict {index} does not have the base's keys")
+    if num_layers is None:
+        blocks = {int(k.split(".")[2]) for k in keys if k.startswith("encoder.layer.")}
+        num_layers = max(blocks) + 1 if blocks else 0
+    groups = {k: layer_group(k, num_layers) for k in keys}
+    task_names = [str(t) for t in range(len(finetuned))]
+    rows = resolve_coefficients(coefficients, task_names, num_layers + 2)
+    vectors = {k: [task_vector(sd[k], base[k]) for sd in finetuned] for k in keys}
+
+    def weights_for(key: str) -> list[float] | None:
+        return None if rows is None else [row[groups[key]] for row in rows]
+
+    merged: dict[str, torch.Tensor] = {}
+    if trim_scope(method, options) == "global":
+        flat = [torch.cat([vectors[k][t].reshape(-1) for k in keys]) for t in range(len(finetuned))]
+        flat_weights = None
+        if rows is not None:
+            flat_weights = [
+                torch.cat([torch.full((vectors[k][t].numel(),), row[groups[k]]) for k in keys])
+                for t, row in enumerate(rows)
+            ]
+        result = merge_task_vectors(method, options, flat, flat_weights)
+        offset = 0
+        for k in keys:
+            numel = base[k].numel()
+            merged[k] = result[offset : offset + numel].reshape(base[k].shape).clone()
+            offset += numel
+    else:
+        for k in keys:
+            merged[k] = merge_task_vectors(method, options, vectors[k], weights_for(k), key=k)
+    if return_task_vector:
+        return merged
+    lines_alpha = None
+    if method == "lines":
+        lines_alpha = options["lines_alpha"]
+        if lines_alpha is None:
+            sum_sq = sum(squared_norm(task_arithmetic(vectors[k])) for k in keys)
+            merged_sq = sum(squared_norm(merged[k]) for k in keys)
+            lines_alpha = lines_auto_alpha(sum_sq, merged_sq, len(finetuned))
+    return {
+        k: apply_task_vector(
+            base[k], merged[k], final_scale(method, options, alpha, groups[k], num_layers, lines_alpha)
+        )
+        for k in keys
+    }
+
+
+__all__ = ["merge_state_dicts"]
