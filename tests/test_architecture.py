@@ -37,7 +37,6 @@ RENAMES = {"os.replace", "os.rename", "tempfile.mkstemp", "tempfile.mkdtemp", "m
 
 # violation -> the work package of issue 11 that removes it (see plan-11 section 6)
 KNOWN: dict[tuple, str] = {
-    ("circle", frozenset({"hf_simo.cards", "hf_simo.modeling_simo", "hf_simo.publishing"})): "WP-C",
     ("private-import", "hf_simo.merging.search", "_MergeJob"): "WP-A",
     ("private-import", "hf_simo.merging.search", "_build_config"): "WP-A",
     ("private-import", "hf_simo.merging.search", "_collect_options"): "WP-A",
@@ -48,12 +47,10 @@ KNOWN: dict[tuple, str] = {
     ("size", "hf_simo.merging.sources"): "WP-A",
     ("size", "hf_simo.training.loop"): "WP-B",
     ("size", "hf_simo.analysis.relationships"): "WP-C",
-    ("size", "hf_simo.cards"): "WP-C",
     ("size", "hf_simo.publishing"): "WP-C",
     ("cli-imports", "hf_simo.cli.merge"): "WP-A",
     ("atomic", "hf_simo.training.loop"): "WP-B",
     ("atomic", "hf_simo.realign.heads"): "WP-B",
-    ("atomic", "hf_simo.cards"): "WP-C",
     ("atomic", "hf_simo.data._common"): "WP-C",
     ("print", "hf_simo.merging.search"): "WP-A",
     ("print", "hf_simo.training.finetune"): "WP-B",

@@ -253,6 +253,26 @@ def safetensors_files(
     )
 
 
+def tensor_shapes(files, source: str | None = None) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape, read from the headers of safetensors `files` (no tensor data is loaded); the one reader
+    of weight headers (checkpoint checks, card parameter counts). A file that is not readable safetensors is a
+    `CheckpointError` naming `source`."""
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        file = Path(file)
+        try:
+            with safe_open(str(file), framework="numpy") as handle:
+                for key in handle.keys():
+                    shapes[key] = tuple(handle.get_slice(key).get_shape())
+        except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
+            raise CheckpointError(
+                f"{source or file.parent}: {file.name} is not a readable safetensors file ({err})"
+            ) from err
+    return shapes
+
+
 __all__ = [
     "CheckpointError",
     "HubOptions",
@@ -263,4 +283,5 @@ __all__ = [
     "resolve_repo",
     "safetensors_files",
     "split_revision",
+    "tensor_shapes",
 ]
