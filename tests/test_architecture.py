@@ -47,7 +47,6 @@ KNOWN: dict[tuple, str] = {
     ("size", "hf_simo.merging.sources"): "WP-A",
     ("size", "hf_simo.training.loop"): "WP-B",
     ("size", "hf_simo.analysis.relationships"): "WP-C",
-    ("size", "hf_simo.publishing"): "WP-C",
     ("cli-imports", "hf_simo.cli.merge"): "WP-A",
     ("atomic", "hf_simo.training.loop"): "WP-B",
     ("atomic", "hf_simo.realign.heads"): "WP-B",
