@@ -13,6 +13,7 @@ from huggingface_hub.repocard_data import eval_results_to_model_index
 from huggingface_hub.utils import yaml_dump
 
 from ..configuration_simo import SimoConfig
+from ..errors import OptionError, UnknownTaskError
 from ..metrics import render_table
 from ..version import __version__
 from .origin import config_fingerprint
@@ -98,7 +99,7 @@ class SimoCardData(CardData):
     def __post_init__(self) -> None:
         self.tags = list(self.tags) if self.tags else None
         if self.model_id is not None and not is_hub_id(self.model_id):
-            raise ValueError(f"model_id must be a Hub repo id 'org/name', got {self.model_id!r}")
+            raise OptionError(f"model_id must be a Hub repo id 'org/name', got {self.model_id!r}")
 
     # ------------------------------------------------------------------ derived values
 
@@ -173,7 +174,9 @@ class SimoCardData(CardData):
         tasks = list(rows.get(self.results_baseline, {}))
         missing = [t for t in tasks if t not in config.tasks]
         if missing:
-            raise KeyError(f"results_table has task(s) {missing} the model does not have ({config.task_names})")
+            raise UnknownTaskError(
+                f"results_table has task(s) {missing} the model does not have ({config.task_names})"
+            )
         metric_names = {task: config.tasks[task]["metric"] for task in tasks}
         return render_table(rows, self.results_baseline, metric_names).strip()
 

@@ -14,6 +14,7 @@ from typing import Any
 from huggingface_hub import EvalResult
 
 from ..configuration_simo import DPT_HEAD_OPTIONS, LINEAR_HEAD_OPTIONS, SimoConfig
+from ..errors import UnknownTaskError
 from ..metrics import HIGHER_IS_BETTER, METRIC_LABELS, format_metric
 
 
@@ -97,7 +98,7 @@ def eval_results_from_metrics(
     out = []
     for task, metrics in results.items():
         if task not in config.tasks:
-            raise KeyError(
+            raise UnknownTaskError(
                 f"evaluation results for task {task!r}, which the model does not have ({config.task_names})"
             )
         kind = config.tasks[task]["kind"]

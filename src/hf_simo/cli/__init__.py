@@ -15,8 +15,8 @@ traceback; `--debug` shows it), 2 the command line itself is wrong (unknown verb
 This module imports only the standard library (and hf_simo's lazy `__init__`): ``hf-simo --help`` and
 ``hf-simo --version`` load nothing else, and
 ``hf-simo <verb>`` imports that verb's module only (`VERBS`). A verb module (``hf_simo/cli/<verb>.py``) either
-declares ``COMMAND = Command(...)`` (its options generated from dataclasses, `hf_simo.cli.runner`), or, during issue
-11's transition, is a hand-written argparse verb (`hf_simo.cli.legacy`).
+declares ``COMMAND = Command(...)`` (its options generated from dataclasses, `hf_simo.cli.runner`), or, until
+``merge`` moves to dataclasses (issue 11, WP-A), is a hand-written argparse verb (`hf_simo.cli.legacy`).
 """
 
 from __future__ import annotations

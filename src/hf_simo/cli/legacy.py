@@ -1,10 +1,10 @@
-"""Transition support: verbs whose options are still hand-written `argparse` (evaluate, relationships, card, push,
-predict, merge), until each is generated from its dataclasses like the others (`hf_simo.cli.runner.Command`).
+"""Transition support: a verb whose options are still hand-written `argparse` (only ``merge`` now), until it is
+generated from its dataclasses like the others (`hf_simo.cli.runner.Command`).
 
 A legacy verb module defines `HELP` (one line), `configure_parser(parser)` (adds its options) and `run(args) -> int`.
 Its user errors are reported in one line as before issue 11; that includes the bare built-ins the verbs raised for
-bad paths and values (`LEGACY_USER_ERRORS`), which a dataclass verb reports only as `SimoError`s. Removed when the
-last legacy verb moves (issue 11, WP-A for merge, WP-C for the others).
+bad paths and values (`LEGACY_USER_ERRORS`), which a dataclass verb reports only as `SimoError`s. Removed when merge
+moves (issue 11, WP-A).
 """
 
 from __future__ import annotations
@@ -44,24 +44,6 @@ class VerbParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a size or count; 0 and negatives are a usage error naming the option."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="nyuv2", help="embedded preset, real dataset name or saved folder")
-    parser.add_argument("--dataset-path", help="root folder of a real dataset")
-    parser.add_argument("--image-size", type=positive_int, default=64, help="image side of the embedded benchmark")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="evaluation batch size")
-
-
 def build_parser(module: ModuleType, verb: str) -> VerbParser:
     parser = VerbParser(prog=f"hf-simo {verb}", description=module.HELP)
     module.configure_parser(parser)
@@ -81,4 +63,4 @@ def run_legacy_verb(module: ModuleType, verb: str, argv: Sequence[str], debug: b
         return EXIT_FAILURE
 
 
-__all__ = ["LEGACY_USER_ERRORS", "VerbParser", "add_data_options", "build_parser", "positive_int", "run_legacy_verb"]
+__all__ = ["LEGACY_USER_ERRORS", "VerbParser", "build_parser", "run_legacy_verb"]
