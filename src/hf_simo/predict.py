@@ -57,8 +57,9 @@ def load_model(model: str, revision: str | None = None, device: str | None = Non
 
     from .modeling_simo import SimoModel
 
-    download = (hub or HubOptions()).download_kwargs()
-    loaded = SimoModel.from_pretrained(model, revision=revision, **download).eval()
+    hub = hub or HubOptions()
+    download = hub.download_kwargs()
+    loaded = SimoModel.from_pretrained(model, revision=revision, allow_pickle=hub.allow_pickle, **download).eval()
     try:
         processor = AutoImageProcessor.from_pretrained(
             loaded.config.name_or_path or model, revision=revision, **download
