@@ -49,7 +49,6 @@ KNOWN: dict[tuple, str] = {
     ("cli-imports", "hf_simo.cli.merge"): "WP-A",
     ("atomic", "hf_simo.training.loop"): "WP-B",
     ("atomic", "hf_simo.realign.heads"): "WP-B",
-    ("atomic", "hf_simo.data._common"): "WP-C",
     ("print", "hf_simo.merging.search"): "WP-A",
     ("print", "hf_simo.training.finetune"): "WP-B",
     ("print", "hf_simo.training.pretrain"): "WP-B",
