@@ -244,12 +244,12 @@ def safetensors_files(
         raise UnsafeCheckpointError(
             f"{source} only has pickle weights ({', '.join(pickles)}); hf_simo loads safetensors only because "
             "unpickling can run arbitrary code. Convert the checkpoint to safetensors, or pass allow_pickle=True "
-            "(CLI: --allow-pickle) if you trust its author."
+            "(CLI: --allow_pickle) if you trust its author."
         )
     raise CheckpointError(
         f"{source} has no weights: expected {SAFE_WEIGHTS_NAME} or {SAFE_WEIGHTS_INDEX_NAME}. If it is a Hub repo "
         "with only pickle (.bin) weights, those were not downloaded on purpose: pass allow_pickle=True "
-        "(CLI: --allow-pickle) if you trust its author, or convert it to safetensors."
+        "(CLI: --allow_pickle) if you trust its author, or convert it to safetensors."
     )
 
 

@@ -1,6 +1,6 @@
 """Publishing merged and re-aligned model folders to the Hugging Face Hub.
 
-Every way of publishing goes through `push_folder_to_hub`: `hf-simo push`, `hf-simo merge --push-to-hub`, the
+Every way of publishing goes through `push_folder_to_hub`: `hf-simo push`, `hf-simo merge --push_to_hub`, the
 recipes' `--push_to_hub`, `SimoModel.save_pretrained(dir, push_to_hub=True)` and `SimoModel.push_to_hub` (which
 saves into a temporary folder first, as transformers does, through `push_model_to_hub`). So each uploads the same
 complete folder: config, safetensors, image processor and hf_simo's card (`library_name: hf_simo`, `model-index`).

@@ -1,5 +1,5 @@
-"""`hf-simo predict MODEL IMAGE...`: predict every task for image files, one PNG per image and task and a grid
-(`hf_simo.predict.predict_to_folder`).
+"""`hf-simo predict MODEL IMAGE... --output_dir DIR`: predict every task for image files, one PNG per image and task
+and a grid (`hf_simo.predict.predict_to_folder`).
 
     hf-simo predict org/nyuv2-ta-realigned room1.jpg room2.jpg --output_dir predictions
 
