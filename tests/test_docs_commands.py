@@ -27,7 +27,7 @@ def _documented_commands() -> list[tuple[str, str, list[str]]]:
     """(where, verb, argv) of every documented command line of a dataclass verb."""
     found = []
     sources = [(path.name, path.read_text(encoding="utf-8")) for path in DOCUMENTS]
-    for verb, (module, _) in VERBS.items():
+    for module, _ in VERBS.values():
         sources.append((module, importlib.import_module(module).__doc__ or ""))
     for where, text in sources:
         text = re.sub(r"\\\n\s*", " ", text)  # shell line continuations
