@@ -11,6 +11,7 @@ accepted and silently dropped. The first row of each table is a positive control
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ import pytest
 import hf_simo.analysis
 import hf_simo.analysis.plots
 import hf_simo.analysis.sweep
+import hf_simo.data
 import hf_simo.data.loading
 import hf_simo.evaluation
 import hf_simo.predict
@@ -402,3 +404,100 @@ def test_predict_passes_the_revision_and_hub_options_to_the_model_read(monkeypat
         "local_files_only": True,
         "allow_pickle": True,
     }
+
+
+# ---------------------------------------------------------------------------------------------- demo
+
+
+# demo options used after the training stages (merging, re-alignment, analysis): run end to end with non-default
+# values by tests/test_demo.py; not observed here one by one (the first stages are)
+DEMO_LATER = {
+    "merge_methods",
+    "ties_density",
+    "alpha_grid",
+    "realign_epochs",
+    "realign_learning_rate",
+    "head_epochs",
+    "rank",
+    "relationship_lambdas",
+    "coefficient_steps",
+    "qualitative_samples",
+}
+
+
+def test_the_demo_forwards_its_options_to_the_training_stages(monkeypatch, tmp_path, capsys):
+    import hf_simo.training
+    from hf_simo.cli import demo as demo_verb
+    from hf_simo.demo.arguments import DEMO_FORWARDS
+
+    calls: dict = {}
+
+    class Stop(Exception):
+        pass
+
+    def run_finetune(finetune, data, run):
+        calls.setdefault("finetune", []).append((finetune, data, run))
+        return tmp_path / f"ft-{finetune.task}"
+
+    def run_mtl(mtl, data, run):
+        calls["mtl"] = (mtl, data, run)
+        return tmp_path / "mtl"
+
+    def load_data(data, **kwargs):
+        calls["load"] = (data, kwargs)
+        raise Stop  # the stages after training are the end-to-end test's (test_demo.py)
+
+    monkeypatch.setattr(hf_simo.training, "run_finetune", run_finetune)
+    monkeypatch.setattr(hf_simo.training, "run_mtl", run_mtl)
+    monkeypatch.setattr(hf_simo.training, "configure_threads", lambda n: calls.__setitem__("threads", n))
+    monkeypatch.setattr(hf_simo.data, "load_data", load_data)
+
+    def finetunes(c):
+        return [f for f, _, _ in c["finetune"]]
+
+    out = tmp_path / "demo"
+    table = {
+        "output_dir": ([], lambda c: [r.output_dir for _, _, r in c["finetune"]][0].startswith(str(out))),
+        "dataset": (
+            ["--dataset", "taskonomy"],
+            lambda c: c["mtl"][1].dataset == "taskonomy" and len(c["finetune"]) == 5,
+        ),
+        "model_name_or_path": (
+            ["--model_name_or_path", "org/enc"],
+            lambda c: (
+                {f.model_name_or_path for f in finetunes(c)} == {"org/enc"}
+                and c["mtl"][0].model_name_or_path == "org/enc"
+            ),
+        ),
+        "pretrain_encoder": (
+            ["--pretrain_encoder"],
+            lambda c: all(f.pretrain_encoder for f in finetunes(c)) and c["mtl"][0].pretrain_encoder,
+        ),
+        "image_size": (["--image_size", "48"], lambda c: c["mtl"][1].image_size == 48),
+        "train_samples": (["--train_samples", "99"], lambda c: c["mtl"][1].train_samples == 99),
+        "validation_samples": (["--validation_samples", "33"], lambda c: c["mtl"][1].validation_samples == 33),
+        "test_samples": (["--test_samples", "44"], lambda c: c["load"][1]["test_samples"] == 44),
+        "stage1_epochs": (
+            ["--stage1_epochs", "4"],
+            lambda c: {f.stage1_epochs for f in finetunes(c)} == {4} and c["mtl"][0].stage1_epochs == 4,
+        ),
+        "finetune_epochs": (["--finetune_epochs", "6"], lambda c: {f.stage2_epochs for f in finetunes(c)} == {6}),
+        "mtl_epochs": (["--mtl_epochs", "7"], lambda c: c["mtl"][0].stage2_epochs == 7),
+        "stage2_patience": (
+            ["--stage2_patience", "8"],
+            lambda c: {f.stage2_patience for f in finetunes(c)} == {8} and c["mtl"][0].stage2_patience == 8,
+        ),
+        "seed": (["--seed", "3"], lambda c: c["mtl"][2].seed == 3 and c["mtl"][1].data_seed == 3),
+        "num_threads": (["--num_threads", "1"], lambda c: c["threads"] == 1 and c["mtl"][2].num_threads == 1),
+    }
+    fields = {f.name for f in dataclasses.fields(demo_verb.COMMAND.arguments[0])}
+    assert fields == set(table) | DEMO_LATER  # a new demo option must be added to one of them
+    assert set(DEMO_FORWARDS) <= fields
+    for name, (extra, check) in table.items():
+        calls.clear()
+        with pytest.raises(Stop):
+            demo_verb.COMMAND.main(["--output_dir", str(out), *extra])
+        assert check(calls), (name, calls)
+    for old, new in demo_verb.COMMAND.renamed.items():
+        assert main(["demo", f"--{old}", "1"]) == 2
+        assert f"--{old} was renamed: use {new}" in capsys.readouterr().err
