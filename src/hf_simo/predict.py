@@ -88,7 +88,7 @@ def predict_to_folder(
 ) -> list[Path]:
     """Predict `tasks` (default all) for each image file and write the PNGs (see the module docstring); `hub`: how
     a Hub model is read (token, cache, offline). A progress bar counts the images (`hf_simo.utils.logging`)."""
-    from .analysis.plots import save_figure
+    from .analysis.plots import PNG_ONLY, save_figure
     from .analysis.prediction_plots import plot_predictions, plot_task
 
     if batch_size < 1:
@@ -119,9 +119,9 @@ def predict_to_folder(
             rgb = np.asarray(image, dtype=np.float32) / 255.0
             for name in names:
                 figure = plot_task(rgb, name, specs[name], result[name])
-                written.extend(save_figure(figure, output / f"{stem}.{name}", formats=["png"]))
+                written.extend(save_figure(figure, output / f"{stem}.{name}", PNG_ONLY))
             grid = plot_predictions(rgb, {name: result[name] for name in names}, specs, title=stem)
-            written.extend(save_figure(grid, output / f"{stem}.grid", formats=["png"]))
+            written.extend(save_figure(grid, output / f"{stem}.grid", PNG_ONLY))
             bar.update(1)
         pending.clear()
 
