@@ -14,8 +14,8 @@ from transformers import Dinov2Model
 
 from hf_simo import SimoModel
 from hf_simo.encoders import shipped_encoder_digest, shipped_encoder_path, shipped_encoder_provenance
-from hf_simo.training.run import RUN_ARGS_NAME, read_summary
 from hf_simo.testing_utils import save_tiny_dataset
+from hf_simo.training.run import RUN_ARGS_NAME, read_summary
 from hf_simo.weights import canonical_key
 
 
