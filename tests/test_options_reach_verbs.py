@@ -415,10 +415,6 @@ DEMO_LATER = {
     "merge_methods",
     "ties_density",
     "alpha_grid",
-    "realign_epochs",
-    "realign_learning_rate",
-    "head_epochs",
-    "rank",
     "relationship_lambdas",
     "coefficient_steps",
     "qualitative_samples",
@@ -491,13 +487,27 @@ def test_the_demo_forwards_its_options_to_the_training_stages(monkeypatch, tmp_p
         "num_threads": (["--num_threads", "1"], lambda c: c["threads"] == 1 and c["mtl"][2].num_threads == 1),
     }
     fields = {f.name for f in dataclasses.fields(demo_verb.COMMAND.arguments[0])}
-    assert fields == set(table) | DEMO_LATER  # a new demo option must be added to one of them
+    realign = {"realign_epochs", "realign_learning_rate", "head_epochs", "rank"}  # checked below
+    assert fields == set(table) | realign | DEMO_LATER  # a new demo option must be added to one of them
     assert set(DEMO_FORWARDS) <= fields
     for name, (extra, check) in table.items():
         calls.clear()
         with pytest.raises(Stop):
             demo_verb.COMMAND.main(["--output_dir", str(out), *extra])
         assert check(calls), (name, calls)
+    # the re-alignment stages' settings, built from the same table
+    from hf_simo.demo.arguments import DemoArguments, forwarded
+    from hf_simo.realign import RealignmentSettings
+
+    args = DemoArguments(realign_epochs=7, realign_learning_rate=0.01, head_epochs=9, rank=4, seed=2)
+    settings = RealignmentSettings(mode="head", **forwarded(args, "RealignmentSettings"))
+    assert (settings.num_epochs, settings.learning_rate, settings.head_epochs, settings.rank, settings.seed) == (
+        7,
+        0.01,
+        9,
+        4,
+        2,
+    )
     for old, new in demo_verb.COMMAND.renamed.items():
         assert main(["demo", f"--{old}", "1"]) == 2
         assert f"--{old} was renamed: use {new}" in capsys.readouterr().err

@@ -9,6 +9,7 @@ rule), and `RENAMED` the demo's old spellings (refused with the new name). Progr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..utils.fields import option, require_positive
 
@@ -79,7 +80,7 @@ DEMO_FORWARDS: dict[str, tuple[str, ...]] = {
     "image_size": ("DataArguments.image_size",),
     "train_samples": ("DataArguments.train_samples",),
     "validation_samples": ("DataArguments.validation_samples",),
-    "test_samples": ("DataArguments.test_samples",),
+    "test_samples": (),  # the demo's own test split (not part of the training runs' identity)
     "model_name_or_path": ("FinetuneArguments.model_name_or_path", "MTLArguments.model_name_or_path"),
     "pretrain_encoder": ("FinetuneArguments.pretrain_encoder", "MTLArguments.pretrain_encoder"),
     "stage1_epochs": ("FinetuneArguments.stage1_epochs", "MTLArguments.stage1_epochs"),
@@ -94,6 +95,20 @@ DEMO_FORWARDS: dict[str, tuple[str, ...]] = {
     "seed": ("RunArguments.seed", "DataArguments.data_seed", "RealignmentSettings.seed"),
     "num_threads": ("RunArguments.num_threads",),
 }
+
+
+def forwarded(args: DemoArguments, target: str) -> dict[str, Any]:
+    """The fields of the recipe dataclass named `target` that the demo's `args` set, as `DEMO_FORWARDS` says
+    (``forwarded(args, "MTLArguments")`` -> ``{"stage2_epochs": args.mtl_epochs, ...}``)."""
+    out = {}
+    for name, targets in DEMO_FORWARDS.items():
+        for destination in targets:
+            owner, _, field = destination.partition(".")
+            if owner == target:
+                out[field] = getattr(args, name)
+    return out
+
+
 # old spelling -> the new option (refused with exit 2 naming it, issue 11 decision 7.2)
 RENAMED = {
     "patience": "--stage2_patience",
@@ -102,4 +117,4 @@ RENAMED = {
 }
 
 
-__all__ = ["DEMO_FORWARDS", "DemoArguments", "RENAMED"]
+__all__ = ["DEMO_FORWARDS", "DemoArguments", "RENAMED", "forwarded"]

@@ -30,7 +30,7 @@ import torch
 
 from ..atomic import atomic_folder, atomic_write_json, atomic_write_text
 from ..utils.logging import are_progress_bars_disabled, get_logger
-from .arguments import DemoArguments
+from .arguments import DemoArguments, forwarded
 
 
 logger = get_logger(__name__)
@@ -74,16 +74,9 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     configure_threads(args.num_threads)
     progress = not are_progress_bars_disabled()  # the one switch (--disable_tqdm, HF_HUB_DISABLE_PROGRESS_BARS)
-    data = DataArguments(
-        dataset=args.dataset,
-        image_size=args.image_size,
-        train_samples=args.train_samples,
-        validation_samples=args.validation_samples,
-        data_seed=args.seed,
-    )
-    run = RunArguments(
-        seed=args.seed, log_with="jsonl", disable_progress_bar=not progress, num_threads=args.num_threads
-    )  # num_threads: else every training stage would reset torch to all cores
+    data = DataArguments(**forwarded(args, "DataArguments"))
+    # num_threads (forwarded): else every training stage would reset torch to all cores
+    run = RunArguments(log_with="jsonl", disable_progress_bar=not progress, **forwarded(args, "RunArguments"))
     timings: dict[str, float] = {}
 
     def timed(name: str, start: float) -> None:
@@ -96,25 +89,12 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     for task in tasks:
         logger.info(f"single-task fine-tuning: {task}")
         task_run = dataclasses.replace(run, output_dir=str(out / f"finetune-{task}"))
-        finetune = FinetuneArguments(
-            model_name_or_path=args.model_name_or_path,
-            pretrain_encoder=args.pretrain_encoder,
-            task=task,
-            stage1_epochs=args.stage1_epochs,
-            stage2_epochs=args.finetune_epochs,
-            stage2_patience=args.stage2_patience,
-        )
+        finetune = FinetuneArguments(task=task, **forwarded(args, "FinetuneArguments"))
         sources[task] = str(run_finetune(finetune, data, task_run))
     timed("single-task fine-tuning (incl. data and encoder)", t0)
     t0 = time.perf_counter()
     logger.info("multi-task baseline (MTL)")
-    mtl = MTLArguments(
-        model_name_or_path=args.model_name_or_path,
-        pretrain_encoder=args.pretrain_encoder,
-        stage1_epochs=args.stage1_epochs,
-        stage2_epochs=args.mtl_epochs,
-        stage2_patience=args.stage2_patience,
-    )
+    mtl = MTLArguments(**forwarded(args, "MTLArguments"))
     mtl_dir = run_mtl(mtl, data, dataclasses.replace(run, output_dir=str(out / "mtl")))
     timed("MTL training", t0)
 
@@ -191,14 +171,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         for mode in ("head", "representation"):
             row = f"{label} + {mode[:4] if mode == 'head' else 'repr.'} re-align"
             t0 = time.perf_counter()
-            settings = RealignmentSettings(
-                mode=mode,
-                rank=args.rank,
-                learning_rate=args.realign_learning_rate,
-                num_epochs=args.realign_epochs,
-                head_epochs=args.head_epochs,
-                seed=args.seed,
-            )
+            settings = RealignmentSettings(mode=mode, **forwarded(args, "RealignmentSettings"))
             realign_key = _key([settings_key, dataclasses.asdict(settings)])
             realign_dir = out / "models" / f"{label.lower()}-{mode}"
             cached = _cached(realign_dir, realign_key)
