@@ -84,7 +84,7 @@ def run_demo(encoder: Path | None, threads: int, extra: list[str], keep: Path | 
     out = work / "demo"
     command = [hf_simo, "demo", "--output_dir", str(out)]
     command += ["--pretrain_encoder"] if encoder is None else ["--model_name_or_path", str(encoder)]
-    command += ["--num_threads", str(threads), "--disable_progress_bar", *extra]
+    command += ["--num_threads", str(threads), "--disable_tqdm", *extra]
     load_before = os.getloadavg()
     start = time.perf_counter()
     with LoadSampler() as sampler, open(work / "log.txt", "w") as log:

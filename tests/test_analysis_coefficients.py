@@ -35,9 +35,7 @@ def _loss(model, batches):
 
 def test_learned_coefficients_lower_the_loss_and_plug_back_into_merge():
     model, base, finetuned, batches = _setup()
-    learned = learn_layer_coefficients(
-        model, base, finetuned, batches, init=0.3, steps=30, learning_rate=0.05, progress=False
-    )
+    learned = learn_layer_coefficients(model, base, finetuned, batches, init=0.3, steps=30, learning_rate=0.05)
     assert len(learned.group_names) == 4 + 2 and set(learned.coefficients) == set(TASKS)
     assert all(len(v) == 6 for v in learned.coefficients.values())
     assert len(learned.blocks()["seg"]) == 4
@@ -71,12 +69,12 @@ def test_learned_coefficients_lower_the_loss_and_plug_back_into_merge():
 def test_heads_and_encoder_are_untouched_and_errors():
     model, base, finetuned, batches = _setup()
     heads = {k: v.clone() for k, v in model.heads.state_dict().items()}
-    learn_layer_coefficients(model, base, finetuned, batches, steps=3, progress=False)
+    learn_layer_coefficients(model, base, finetuned, batches, steps=3)
     assert all(torch.equal(model.heads.state_dict()[k], v) for k, v in heads.items())
     assert all(
         p.requires_grad for n, p in model.named_parameters() if "mask_token" not in n and "residual_layer1" not in n
     )
     with pytest.raises(KeyError, match="no head for task"):
-        learn_layer_coefficients(model, base, {"normals": base}, batches, steps=1, progress=False)
+        learn_layer_coefficients(model, base, {"normals": base}, batches, steps=1)
     with pytest.raises(ValueError, match="no batches"):
-        learn_layer_coefficients(model, base, finetuned, [], steps=1, progress=False)
+        learn_layer_coefficients(model, base, finetuned, [], steps=1)

@@ -10,6 +10,7 @@ from PIL import Image
 from helpers.relationships import hand_made_result
 from hf_simo.analysis import relationship_matrix
 from hf_simo.analysis.plots import (
+    FigureOptions,
     new_figure,
     plot_layer_coefficients,
     plot_relationship_matrix,
@@ -60,7 +61,9 @@ def test_relationship_panels(tmp_path):
 
 def test_relationship_heatmap_is_annotated(tmp_path):
     result = hand_made_result()
-    paths = plot_relationship_matrix(relationship_matrix(result, 1.0), tmp_path / "matrix", dpi=200)
+    paths = plot_relationship_matrix(
+        relationship_matrix(result, 1.0), tmp_path / "matrix", options=FigureOptions(dpi=200)
+    )
     text = check_files(paths, tmp_path, dpi=200)
     assert "+16.7" in text and "-16.7" in text  # τ_a on b, τ_b on a
     assert "task vector added" in text and "evaluated task s" in text and "λ = 1" in text
@@ -75,7 +78,7 @@ def test_layer_coefficients(tmp_path):
     assert "Per-layer merging coefficients per task" in text and "merging coefficient" in text
     assert all(task in text for task in coefficients)
     labelled = plot_layer_coefficients(
-        {"a": [1, 2]}, tmp_path / "two", layer_labels=["emb.", "block 1"], formats=["svg"]
+        {"a": [1, 2]}, tmp_path / "two", layer_labels=["emb.", "block 1"], options=FigureOptions(formats=("svg",))
     )
     assert [p.suffix for p in labelled] == [".svg"] and "block 1" in svg_text(labelled[0])
 
@@ -91,7 +94,7 @@ def test_plot_input_errors(tmp_path):
         plot_layer_coefficients({"a": ["high", "low"]}, tmp_path / "x")
     figure = new_figure(3, 2)
     with pytest.raises(ValueError, match="dpi must be >= 120"):
-        save_figure(figure, tmp_path / "x", dpi=72)
+        save_figure(figure, tmp_path / "x", FigureOptions(dpi=72))
     with pytest.raises(ValueError, match="formats must be"):
-        save_figure(figure, tmp_path / "x", formats=["bmp"])
+        save_figure(figure, tmp_path / "x", FigureOptions(formats=("bmp",)))
     assert list(tmp_path.iterdir()) == []  # nothing written by failed calls

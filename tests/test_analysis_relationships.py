@@ -59,7 +59,7 @@ def evaluate_with_encoder(model, encoder_state, batches):
 
 def test_lambda_zero_equals_base_encoder_model_and_lambda_one_the_finetuned_one(setup):
     model, base, vectors, batches = setup
-    result = sweep_task_vectors(model, base, vectors, GRID, batches, BASELINES, progress=False)
+    result = sweep_task_vectors(model, base, vectors, GRID, batches, BASELINES)
     expected_base = evaluate_with_encoder(model, base, batches)
     assert result.base_metrics == expected_base
     for primary in TASKS:
@@ -79,7 +79,7 @@ def test_sweep_restores_weights_and_mode_also_on_error(setup):
     model, base, vectors, batches = setup
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    sweep_task_vectors(model, base, {"depth": vectors["depth"]}, [0.0, 1.0], batches, BASELINES, progress=False)
+    sweep_task_vectors(model, base, {"depth": vectors["depth"]}, [0.0, 1.0], batches, BASELINES)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert model.training
@@ -97,7 +97,7 @@ def test_sweep_restores_weights_and_mode_also_on_error(setup):
             return iter(batches)
 
     with pytest.raises(RuntimeError, match="data loader crashed"):
-        sweep_task_vectors(model, base, vectors, [0.0, 0.5, 1.0], FailingOnThirdPass(), BASELINES, progress=False)
+        sweep_task_vectors(model, base, vectors, [0.0, 0.5, 1.0], FailingOnThirdPass(), BASELINES)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert model.training
@@ -106,7 +106,7 @@ def test_sweep_restores_weights_and_mode_also_on_error(setup):
 def test_normalized_curves_follow_eq1_and_grid_is_sorted(setup):
     model, base, vectors, batches = setup
     result = sweep_task_vectors(
-        model, base, {"normals": vectors["normals"]}, [1.0, 0.0], iter(batches), BASELINES, progress=False
+        model, base, {"normals": vectors["normals"]}, [1.0, 0.0], iter(batches), BASELINES
     )  # unsorted grid, one-shot iterator: both handled
     assert result.lambdas == [0.0, 1.0]
     curves = result.normalized("normals")
@@ -121,7 +121,7 @@ def test_normalized_curves_follow_eq1_and_grid_is_sorted(setup):
 
 def test_matrix_modes_and_json_round_trip(setup, tmp_path):
     model, base, vectors, batches = setup
-    result = sweep_task_vectors(model, base, vectors, GRID, batches, BASELINES, progress=False)
+    result = sweep_task_vectors(model, base, vectors, GRID, batches, BASELINES)
     diff = relationship_matrix(result, 1.0)
     ratio = relationship_matrix(result, 1.0, mode="ratio")
     assert diff.primary_tasks == list(TASKS) and diff.tasks == list(TASKS)
@@ -176,15 +176,15 @@ def test_summary_and_report_classify_pairs_and_sensitive_tasks():
 def test_bad_input_gives_clear_errors(setup):
     model, base, vectors, batches = setup
     with pytest.raises(ValueError, match="λ grid is empty"):
-        sweep_task_vectors(model, base, vectors, [], batches, BASELINES, progress=False)
+        sweep_task_vectors(model, base, vectors, [], batches, BASELINES)
     with pytest.raises(ValueError, match="duplicate"):
-        sweep_task_vectors(model, base, vectors, [0.5, 0.5], batches, BASELINES, progress=False)
+        sweep_task_vectors(model, base, vectors, [0.5, 0.5], batches, BASELINES)
     no_normals = [
         {"pixel_values": b["pixel_values"], "labels": {k: v for k, v in b["labels"].items() if k != "normals"}}
         for b in batches
     ]
     with pytest.raises(ValueError, match=r"no labels for task\(s\) \['normals'\]"):
-        sweep_task_vectors(model, base, vectors, GRID, no_normals, BASELINES, progress=False)
+        sweep_task_vectors(model, base, vectors, GRID, no_normals, BASELINES)
     # restricting the tasks to those the data has works
     result = sweep_task_vectors(
         model,
@@ -194,18 +194,17 @@ def test_bad_input_gives_clear_errors(setup):
         no_normals,
         BASELINES,
         tasks=["segmentation", "depth"],
-        progress=False,
     )
     assert result.tasks == ["segmentation", "depth"] and "normals" not in result.base_metrics
     with pytest.raises(KeyError, match="no single-task baseline.*normals"):
-        sweep_task_vectors(model, base, vectors, GRID, batches, {"segmentation": 0.4, "depth": 0.5}, progress=False)
+        sweep_task_vectors(model, base, vectors, GRID, batches, {"segmentation": 0.4, "depth": 0.5})
     with pytest.raises(ValueError, match="baseline of task 'depth' must be a positive"):
-        sweep_task_vectors(model, base, vectors, GRID, batches, {**BASELINES, "depth": 0.0}, progress=False)
+        sweep_task_vectors(model, base, vectors, GRID, batches, {**BASELINES, "depth": 0.0})
     with pytest.raises(KeyError, match="not parameters of the model's encoder"):
         sweep_task_vectors(model, base, {"depth": {"heads_typo.weight": torch.zeros(1)}}, GRID, batches, BASELINES)
     partial = dict(list(base.items())[:3])
     with pytest.raises(KeyError, match="lacks encoder parameter"):
-        sweep_task_vectors(model, partial, vectors, GRID, batches, BASELINES, progress=False)
+        sweep_task_vectors(model, partial, vectors, GRID, batches, BASELINES)
     key = next(iter(base))
     with pytest.raises(ValueError, match="has shape"):
         sweep_task_vectors(model, base, {"depth": {key: torch.zeros(7)}}, GRID, batches, BASELINES)
@@ -217,7 +216,7 @@ def test_bad_input_gives_clear_errors(setup):
         sweep_task_vectors(model, base, vectors, GRID, [], BASELINES)
     # SimoModel-style keys ("dinov2." prefix, head tensors ignored) are accepted
     full = {f"dinov2.{k}": v for k, v in base.items()} | {"heads.depth.classifier.weight": torch.zeros(1)}
-    result = sweep_task_vectors(model, full, {"depth": vectors["depth"]}, [0.0], batches, BASELINES, progress=False)
+    result = sweep_task_vectors(model, full, {"depth": vectors["depth"]}, [0.0], batches, BASELINES)
     assert result.base_metrics == evaluate_with_encoder(model, base, batches)
 
 

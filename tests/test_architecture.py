@@ -37,28 +37,15 @@ RENAMES = {"os.replace", "os.rename", "tempfile.mkstemp", "tempfile.mkdtemp", "m
 
 # violation -> the work package of issue 11 that removes it (see plan-11 section 6)
 KNOWN: dict[tuple, str] = {
-    ("circle", frozenset({"hf_simo.cards", "hf_simo.modeling_simo", "hf_simo.publishing"})): "WP-C",
     ("size", "hf_simo.training.loop"): "WP-B",
-    ("size", "hf_simo.analysis.relationships"): "WP-C",
-    ("size", "hf_simo.cards"): "WP-C",
-    ("size", "hf_simo.publishing"): "WP-C",
     ("atomic", "hf_simo.training.loop"): "WP-B",
     ("atomic", "hf_simo.realign.heads"): "WP-B",
-    ("atomic", "hf_simo.cards"): "WP-C",
-    ("atomic", "hf_simo.data._common"): "WP-C",
     ("print", "hf_simo.training.finetune"): "WP-B",
     ("print", "hf_simo.training.pretrain"): "WP-B",
     ("print", "hf_simo.training.run"): "WP-B",
     ("print", "hf_simo.realign.job"): "WP-B",
-    ("print", "hf_simo.demo.run"): "WP-C",
     ("tqdm", "hf_simo.training.loop"): "WP-B",
     ("tqdm", "hf_simo.realign.heads"): "WP-B",
-    ("tqdm", "hf_simo.analysis.coefficients"): "WP-C",
-    ("tqdm", "hf_simo.analysis.relationships"): "WP-C",
-    ("tqdm", "hf_simo.predict"): "WP-C",
-    # transition support: the hand-written argparse verbs (evaluate, relationships, card, push, predict: WP-C)
-    # and the broad `except` that reports their built-in errors in one line
-    ("transition", "hf_simo.cli.legacy"): "WP-C",
 }
 
 
@@ -190,9 +177,8 @@ def test_one_progress_bar_switch():
     _check("tqdm", found)
 
 
-def test_transition_support_is_listed():
-    found = {("transition", m) for m in _modules() if m == "hf_simo.cli.legacy"}
-    _check("transition", found)
+def test_no_transition_support_is_left():
+    assert "hf_simo.cli.legacy" not in _modules()  # every verb is generated from dataclasses
 
 
 def test_every_known_entry_names_its_work_package():

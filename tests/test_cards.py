@@ -231,3 +231,26 @@ def test_card_defaults_to_the_folders_config_and_bad_input(tmp_path):
         build_model_card(42)
     with pytest.raises(ValueError, match="needs the model's config"):
         SimoCardData().to_dict()
+
+
+def test_parameter_counts_come_from_the_weights_headers_without_building_a_model(tmp_path):
+    import torch
+
+    from hf_simo.cards import parameter_counts
+    from hf_simo.modeling_simo import SimoModel
+
+    model = tiny_model(TASKS)
+    model.save_pretrained(tmp_path / "m")
+    with torch.device("meta"):  # the reference: what the old cards counted on a model built from the config
+        reference = SimoModel(model.config)
+    expected = {"encoder": sum(p.numel() for p in reference.dinov2.parameters())}
+    expected |= {f"head:{n}": sum(p.numel() for p in h.parameters()) for n, h in reference.heads.items()}
+    assert parameter_counts(tmp_path / "m") == expected == parameter_counts(model)
+    assert parameter_counts(model.config) == {} and parameter_counts(tmp_path / "nothing") == {}
+    encoder = f"{expected['encoder'] / 1e3:.1f}k parameters"
+    assert encoder in build_model_card(tmp_path / "m").text  # the folder's headers
+    assert encoder in ModelCard.load(write_model_card(tmp_path / "m", model.config)).text  # config + the folder
+    assert encoder in build_model_card(model).text
+    assert "parameters" not in build_model_card(model.config).text.split("## Training")[0].split("Encoder:**")[1][:200]
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        build_model_card(model, dataset="x")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from hf_simo.atomic import lock_path
 from hf_simo.configuration_simo import TaskSpec
 from hf_simo.data import BENCHMARK_CLASS_NAMES, generate_batches, get_task_specs, load_benchmark
 from hf_simo.data import synthetic as S
@@ -242,8 +243,10 @@ def test_cache_is_reused_and_written_atomically(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     sizes = {"train": 6, "validation": 2}
     first = load_benchmark("taskonomy", sizes=sizes, cache_dir=cache)
-    folders = [p for p in cache.iterdir()]
+    entries = sorted(cache.iterdir())
+    folders = [p for p in entries if p.is_dir()]
     assert len(folders) == 1 and not folders[0].name.startswith(".")  # no temporary folder left behind
+    assert [p for p in entries if not p.is_dir()] == [lock_path(folders[0])]  # only hf_simo.atomic's lock file
 
     def fail(*args, **kwargs):
         raise AssertionError("the cached benchmark must not be re-rendered")
@@ -254,13 +257,15 @@ def test_cache_is_reused_and_written_atomically(tmp_path, monkeypatch):
     assert get_task_specs(second) == get_task_specs("taskonomy")
     monkeypatch.undo()
     load_benchmark("taskonomy", sizes=sizes, seed=1, cache_dir=cache)  # another seed: another folder
-    assert len(list(cache.iterdir())) == 2
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
 
 
 def test_default_cache_lives_under_hf_home(hf_home):
     load_benchmark("nyuv2", sizes={"validation": 2})
-    folders = list((hf_home / "hf_simo" / "benchmark").iterdir())
+    entries = list((hf_home / "hf_simo" / "benchmark").iterdir())
+    folders = [p for p in entries if p.is_dir()]
     assert len(folders) == 1 and folders[0].name.startswith("nyuv2-64x64-seed0")
+    assert [p for p in entries if not p.is_dir()] == [lock_path(folders[0])]  # only hf_simo.atomic's lock file
     assert (folders[0] / "dataset_dict.json").is_file()
     assert os.stat(folders[0]).st_mode & 0o755 == 0o755  # an ordinary folder, not mkdtemp's private one
 

@@ -18,7 +18,7 @@ TINY = [
     "--relationship_lambdas", "0", "1",
     "--coefficient_steps", "3",
     "--qualitative_samples", "2",
-    "--disable_progress_bar",
+    "--disable_tqdm",
 ]  # fmt: skip
 
 ROWS = [

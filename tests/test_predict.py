@@ -59,9 +59,9 @@ def test_writes_one_png_per_image_and_task_and_a_grid(model_dir, tmp_path, capsy
         *map(str, images),
         "--output-dir",
         str(out),
-        "--batch-size",
+        "--per_device_eval_batch_size",
         "2",
-        "--no-progress",
+        "--disable_tqdm",
     ]
     assert main(argv) == 0
     expected = {f"{image.stem}.{suffix}.png" for image in images for suffix in [*TASKS, "grid"]}
@@ -99,11 +99,14 @@ def test_bad_inputs_are_refused_before_anything_is_written(model_dir, tmp_path, 
         ([str(good), str(tmp_path / "notes.txt")], "notes.txt is not a readable image"),
         ([str(good), str(tiny)], "smaller than one 8×8 patch"),
         ([str(good), "--tasks", "nope"], r"unknown task\(s\) \['nope'\]"),
-        ([str(good), "--batch-size", "0"], "--batch-size must be >= 1"),
+        (
+            [str(good), "--per_device_eval_batch_size", "0"],
+            "--per_device_eval_batch_size must be a positive integer, got 0",
+        ),
         ([str(good), "--device", "nonsense"], "cannot use device 'nonsense'"),
     ]
     for extra, message in cases:
-        assert main(["predict", str(model_dir), *extra, "--output-dir", str(out), "--no-progress"]) == 1
+        assert main(["predict", str(model_dir), *extra, "--output-dir", str(out), "--disable_tqdm"]) == 1
         err = capsys.readouterr().err
         assert len([line for line in err.splitlines() if "error:" in line]) == 1 and "Traceback" not in err
         assert __import__("re").search(message, err), err
@@ -116,8 +119,8 @@ def test_a_file_that_fails_to_decode_midway_leaves_only_complete_files(model_dir
     data = _save(tmp_path / "full.png", 40, 40, seed=5).read_bytes()
     broken.write_bytes(data[: len(data) // 2])  # a valid header (size readable), truncated pixels
     out = tmp_path / "out"
-    assert main(["predict", str(model_dir), str(good), str(broken), "--output-dir", str(out), "--batch-size", "1",
-                 "--no-progress"]) == 1  # fmt: skip
+    assert main(["predict", str(model_dir), str(good), str(broken), "--output-dir", str(out), "--per_device_eval_batch_size", "1",
+                 "--disable_tqdm"]) == 1  # fmt: skip
     assert "broken.png is not a readable image" in capsys.readouterr().err
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(f"good.{suffix}.png" for suffix in [*TASKS, "grid"])  # no temporaries, no partial PNG

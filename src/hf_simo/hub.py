@@ -244,13 +244,33 @@ def safetensors_files(
         raise UnsafeCheckpointError(
             f"{source} only has pickle weights ({', '.join(pickles)}); hf_simo loads safetensors only because "
             "unpickling can run arbitrary code. Convert the checkpoint to safetensors, or pass allow_pickle=True "
-            "(CLI: --allow-pickle) if you trust its author."
+            "(CLI: --allow_pickle) if you trust its author."
         )
     raise CheckpointError(
         f"{source} has no weights: expected {SAFE_WEIGHTS_NAME} or {SAFE_WEIGHTS_INDEX_NAME}. If it is a Hub repo "
         "with only pickle (.bin) weights, those were not downloaded on purpose: pass allow_pickle=True "
-        "(CLI: --allow-pickle) if you trust its author, or convert it to safetensors."
+        "(CLI: --allow_pickle) if you trust its author, or convert it to safetensors."
     )
+
+
+def tensor_shapes(files, source: str | None = None) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape, read from the headers of safetensors `files` (no tensor data is loaded); the one reader
+    of weight headers (checkpoint checks, card parameter counts). A file that is not readable safetensors is a
+    `CheckpointError` naming `source`."""
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        file = Path(file)
+        try:
+            with safe_open(str(file), framework="numpy") as handle:
+                for key in handle.keys():
+                    shapes[key] = tuple(handle.get_slice(key).get_shape())
+        except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
+            raise CheckpointError(
+                f"{source or file.parent}: {file.name} is not a readable safetensors file ({err})"
+            ) from err
+    return shapes
 
 
 __all__ = [
@@ -263,4 +283,5 @@ __all__ = [
     "resolve_repo",
     "safetensors_files",
     "split_revision",
+    "tensor_shapes",
 ]

@@ -20,7 +20,7 @@ from transformers.utils import ModelOutput
 
 from .block_adapters import attach_block_adapters, validate_rank
 from .configuration_simo import SimoConfig, TaskSpec
-from .errors import UnknownTaskError
+from .errors import DataError, UnknownTaskError
 from .heads import build_head
 from .hub import CheckpointError, resolve_repo, safetensors_files
 from .image_processing_simo import make_image_processor
@@ -202,7 +202,7 @@ class SimoModel(SimoPreTrainedModel):
         if tasks is not None:
             unknown = [t for t in tasks if t not in config.tasks]
             if unknown:
-                raise KeyError(f"unknown task(s) {unknown}: {source} has tasks {config.task_names}")
+                raise UnknownTaskError(f"unknown task(s) {unknown}: {source} has tasks {config.task_names}")
         if files:
             check_checkpoint_matches_config(cls, config, files, source)
             kwargs["use_safetensors"] = True
@@ -535,7 +535,7 @@ def check_task_labels(name: str, spec: TaskSpec, labels: torch.Tensor, pixel_val
             labels = labels[:, 0]
         expected = (batch, height, width)
         if tuple(labels.shape) != expected:
-            raise ValueError(
+            raise DataError(
                 f"labels for task {name!r} must have shape {expected} (class ids), got {tuple(labels.shape)}"
             )
         if labels.is_floating_point() or labels.dtype == torch.bool:
@@ -544,7 +544,7 @@ def check_task_labels(name: str, spec: TaskSpec, labels: torch.Tensor, pixel_val
         valid = labels[labels != spec.ignore_index]
         if valid.numel() and (valid.min() < 0 or valid.max() >= spec.num_outputs):
             bad = valid[(valid < 0) | (valid >= spec.num_outputs)][0].item()
-            raise ValueError(
+            raise DataError(
                 f"labels for task {name!r} contain class id {bad}, outside [0, {spec.num_outputs}) and not the "
                 f"ignore index {spec.ignore_index}"
             )
@@ -554,11 +554,11 @@ def check_task_labels(name: str, spec: TaskSpec, labels: torch.Tensor, pixel_val
         labels = labels.unsqueeze(1)
     expected = (batch, channels, height, width)
     if tuple(labels.shape) != expected:
-        raise ValueError(f"labels for task {name!r} must have shape {expected}, got {tuple(labels.shape)}")
+        raise DataError(f"labels for task {name!r} must have shape {expected}, got {tuple(labels.shape)}")
     if not labels.is_floating_point():
         raise TypeError(f"labels for task {name!r} must be floating point, got {labels.dtype}")
     if not torch.compiler.is_compiling() and not torch.isfinite(labels).all():
-        raise ValueError(
+        raise DataError(
             f"labels for task {name!r} contain NaN or inf; mark invalid pixels with invalid_value="
             f"{spec.invalid_value} instead"
         )

@@ -1,4 +1,4 @@
-"""`hf-simo predict MODEL IMAGE... --output-dir DIR`: predict every task for image files and write figures.
+"""`hf-simo predict MODEL IMAGE... --output_dir DIR`: predict every task for image files and write figures.
 
 For each image, `<stem>.<task>.png` per task (colorized depth with a colour bar, segmentation overlaid with a legend of
 its class names, normals as RGB; see `hf_simo.analysis.prediction_plots`) and `<stem>.grid.png`, the input and every
@@ -17,7 +17,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .errors import OptionError, UnknownTaskError
+from .hub import HubOptions
 from .image_processing_simo import ImageInputError, as_simo_image_processor, load_rgb_image, make_image_processor
+from .utils.logging import progress_bar
 
 
 def output_names(images: Sequence[str | os.PathLike]) -> list[str]:
@@ -48,15 +51,19 @@ def check_images(images: Sequence[str | os.PathLike], patch: int) -> None:
             raise ImageInputError(f"{path} is {width}×{height} pixels, smaller than one {patch}×{patch} patch")
 
 
-def load_model(model: str, revision: str | None = None, device: str | None = None):
+def load_model(model: str, revision: str | None = None, device: str | None = None, hub: HubOptions | None = None):
     """The `SimoModel` (eval mode, on `device`, default CUDA when available) and its SIMO image processor."""
     from transformers import AutoImageProcessor
 
     from .modeling_simo import SimoModel
 
-    loaded = SimoModel.from_pretrained(model, revision=revision).eval()
+    hub = hub or HubOptions()
+    download = hub.download_kwargs()
+    loaded = SimoModel.from_pretrained(model, revision=revision, allow_pickle=hub.allow_pickle, **download).eval()
     try:
-        processor = AutoImageProcessor.from_pretrained(loaded.config.name_or_path or model, revision=revision)
+        processor = AutoImageProcessor.from_pretrained(
+            loaded.config.name_or_path or model, revision=revision, **download
+        )
     except (OSError, ValueError):  # a folder without preprocessor_config.json
         processor = None
     processor = as_simo_image_processor(processor) or make_image_processor(loaded.config)
@@ -64,7 +71,7 @@ def load_model(model: str, revision: str | None = None, device: str | None = Non
     try:
         loaded.to(torch.device(device))
     except (RuntimeError, AssertionError) as err:  # an unknown or unavailable device
-        raise ValueError(f"cannot use device {device!r}: {' '.join(str(err).split())}") from err
+        raise OptionError(f"cannot use device {device!r}: {' '.join(str(err).split())}") from err
     return loaded, processor
 
 
@@ -77,21 +84,20 @@ def predict_to_folder(
     revision: str | None = None,
     device: str | None = None,
     batch_size: int = 4,
-    progress: bool = True,
+    hub: HubOptions | None = None,
 ) -> list[Path]:
-    """Predict `tasks` (default all) for each image file and write the PNGs (see the module docstring)."""
-    from tqdm.auto import tqdm
-
-    from .analysis.plots import save_figure
+    """Predict `tasks` (default all) for each image file and write the PNGs (see the module docstring); `hub`: how
+    a Hub model is read (token, cache, offline). A progress bar counts the images (`hf_simo.utils.logging`)."""
+    from .analysis.plots import PNG_ONLY, save_figure
     from .analysis.prediction_plots import plot_predictions, plot_task
 
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-    loaded, processor = load_model(model, revision=revision, device=device)
+        raise OptionError(f"--per_device_eval_batch_size must be >= 1, got {batch_size}")
+    loaded, processor = load_model(model, revision=revision, device=device, hub=hub)
     names = loaded.task_names if not tasks else list(tasks)
     unknown = [name for name in names if name not in loaded.task_names]
     if unknown:
-        raise KeyError(f"unknown task(s) {unknown}; {model} has tasks {loaded.task_names}")
+        raise UnknownTaskError(f"unknown task(s) {unknown}; {model} has tasks {loaded.task_names}")
     specs = {name: loaded.config.get_task(name) for name in names}
     patch = loaded.config.backbone_config.patch_size
     check_images(images, patch[0] if isinstance(patch, (list, tuple)) else int(patch))
@@ -100,7 +106,7 @@ def predict_to_folder(
 
     written: list[Path] = []
     stems = output_names(images)
-    bar = tqdm(total=len(images), desc="predict", unit="image", disable=not progress)
+    bar = progress_bar(total=len(images), desc="predict", unit="image")
     pending: list[tuple[str, Image.Image, torch.Tensor]] = []
 
     def flush() -> None:
@@ -113,9 +119,9 @@ def predict_to_folder(
             rgb = np.asarray(image, dtype=np.float32) / 255.0
             for name in names:
                 figure = plot_task(rgb, name, specs[name], result[name])
-                written.extend(save_figure(figure, output / f"{stem}.{name}", formats=["png"]))
+                written.extend(save_figure(figure, output / f"{stem}.{name}", PNG_ONLY))
             grid = plot_predictions(rgb, {name: result[name] for name in names}, specs, title=stem)
-            written.extend(save_figure(grid, output / f"{stem}.grid", formats=["png"]))
+            written.extend(save_figure(grid, output / f"{stem}.grid", PNG_ONLY))
             bar.update(1)
         pending.clear()
 

@@ -14,9 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
-from .hub import CheckpointError
+from .hub import CheckpointError, tensor_shapes
 
 
 @functools.cache
@@ -44,14 +43,7 @@ def check_checkpoint_matches_config(build_model: Callable[[Any], Any], config: A
     memory): every problem named by task. `build_model` is the model class, or `AutoModel.from_config`."""
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
-    found: dict[str, tuple[int, ...]] = {}
-    for file in files:
-        try:
-            with safe_open(str(file), framework="pt") as handle:
-                for key in handle.keys():
-                    found[canonical_key(key)] = tuple(handle.get_slice(key).get_shape())
-        except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
-            raise CheckpointError(f"{source}: {file.name} is not a readable safetensors file ({err})") from err
+    found = {canonical_key(key): shape for key, shape in tensor_shapes(files, source).items()}
 
     def task_of(key: str) -> str | None:
         parts = key.split(".")

@@ -234,6 +234,18 @@ MAPPING: dict[tuple[str, str], tuple[str, str, str, str]] = {
     # ------------------------------------------------------------------ DemoArguments (hf-simo demo)
     ("DemoArguments", "output_dir"): ("--output_dir", "DemoArguments", "same", ""),
     ("DemoArguments", "dataset"): ("--dataset", "DemoArguments", "same", "embedded presets only"),
+    ("DemoArguments", "model_name_or_path"): (
+        "--model_name_or_path",
+        "DemoArguments",
+        "same",
+        "issue 14a: θ_0 of the fine-tunes (default the shipped encoder); forwards to Finetune/MTLArguments",
+    ),
+    ("DemoArguments", "pretrain_encoder"): (
+        "--pretrain_encoder",
+        "DemoArguments",
+        "same",
+        "issue 14a: pre-train a quick encoder instead of the shipped one; forwards to Finetune/MTLArguments",
+    ),
     ("DemoArguments", "image_size"): ("--image_size", "DemoArguments", "same", ""),
     ("DemoArguments", "train_samples"): ("--train_samples", "DemoArguments", "same", ""),
     ("DemoArguments", "validation_samples"): ("--validation_samples", "DemoArguments", "same", ""),

@@ -27,7 +27,7 @@ _EXPORTS = {
     "relationship_matrix": "hf_simo.analysis.relationships",
     "run_relationships": "hf_simo.analysis.sweep",
     "summarize_relationships": "hf_simo.analysis.relationships",
-    "sweep_task_vectors": "hf_simo.analysis.relationships",
+    "sweep_task_vectors": "hf_simo.analysis.sweep",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)
@@ -42,6 +42,5 @@ if TYPE_CHECKING:  # for IDEs and type checkers; at run time the table above res
         describe_relationships,
         relationship_matrix,
         summarize_relationships,
-        sweep_task_vectors,
     )
-    from hf_simo.analysis.sweep import RelationshipInputs, relationship_inputs, run_relationships
+    from hf_simo.analysis.sweep import RelationshipInputs, relationship_inputs, run_relationships, sweep_task_vectors

@@ -1,9 +1,7 @@
 """`RelationshipsArguments`: the sweep options of ``hf-simo relationships`` (paper section 6.4), in issue 11's one
 vocabulary; its sources and data options are `SourceArguments` and `DataArguments`. Plain dataclass, no torch.
 
-Written by issue 11's foundation work from the verb's hand-written options (``--lambdas``, ``--matrix-lambda``,
-``--output-dir``, ``--batch-size`` -> ``--per_device_eval_batch_size``); ``hf-simo relationships`` adopts it when it
-moves to dataclasses (`hf_simo.cli.relationships` is hand-written argparse until then).
+`hf-simo relationships` is generated from it (`hf_simo.cli.relationships`).
 """
 
 from __future__ import annotations

@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from ..losses import task_loss
 from ..merging import LayerwiseMerge, stack_task_vectors
 from ..modeling_simo import SimoModel
+from ..utils.logging import progress_bar
 
 
 @dataclass
@@ -49,14 +49,14 @@ def learn_layer_coefficients(
     init: float = 0.3,
     steps: int = 100,
     learning_rate: float = 1e-2,
-    progress: bool = True,
 ) -> LayerCoefficients:
     """Learn C (T × (L+2)) minimising the unweighted mean task loss of `model`'s heads on `batches`.
 
     Args:
         model: a `SimoModel` holding every task's head (its encoder weights are not used: θ(C) replaces them).
         base: θ_0 encoder tensors; finetuned: task -> θ_t encoder tensors (see `encoder_state`).
-        batches: `{"pixel_values", "labels": {task: ...}}`, cycled for `steps` Adam steps.
+        batches: `{"pixel_values", "labels": {task: ...}}`, cycled for `steps` Adam steps (a progress bar counts
+            them: `hf_simo.utils.logging.progress_bar`).
     """
     if not batches:
         raise ValueError("no batches to learn the coefficients on")
@@ -78,7 +78,7 @@ def learn_layer_coefficients(
     optimizer = torch.optim.Adam(merger.parameters(), lr=learning_rate)
     losses = []
     try:
-        for step in tqdm(range(steps), desc="Learning layer coefficients", disable=not progress):
+        for step in progress_bar(range(steps), desc="Learning layer coefficients"):
             batch = batches[step % len(batches)]
             params = merger(prefix="dinov2.")
             out = torch.func.functional_call(model, params, (batch["pixel_values"],), {"tasks": tasks}, strict=False)

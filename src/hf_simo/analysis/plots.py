@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -54,33 +55,43 @@ def _output_stem(output: str | os.PathLike, formats: Sequence[str]) -> Path:
     return path
 
 
-def save_figure(
-    figure: Figure,
-    output: str | os.PathLike,
-    *,
-    formats: Sequence[str] = DEFAULT_FORMATS,
-    dpi: int = DEFAULT_DPI,
-) -> list[Path]:
-    """Write `figure` as `<output>.<format>` for each format, each atomically (`hf_simo.atomic.atomic_file`).
+@dataclass(frozen=True)
+class FigureOptions:
+    """How every figure is written: `formats` (png, svg, pdf; each a file) and `dpi` (raster formats). Checked when
+    built, so a bad value fails before anything is drawn."""
+
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    dpi: int = DEFAULT_DPI
+
+    def __post_init__(self) -> None:
+        formats = [self.formats] if isinstance(self.formats, str) else list(self.formats)
+        formats = [f.lower().lstrip(".") for f in formats]
+        unknown = [f for f in formats if f not in SUPPORTED_FORMATS]
+        if unknown or not formats:
+            raise ValueError(f"formats must be a non-empty subset of {list(SUPPORTED_FORMATS)}, got {formats}")
+        if self.dpi < MIN_DPI:
+            raise ValueError(f"dpi must be >= {MIN_DPI} for readable figures, got {self.dpi}")
+        object.__setattr__(self, "formats", tuple(formats))
+
+
+PNG_ONLY = FigureOptions(formats=("png",))
+
+
+def save_figure(figure: Figure, output: str | os.PathLike, options: FigureOptions | None = None) -> list[Path]:
+    """Write `figure` as `<output>.<format>` for each format of `options`, each atomically
+    (`hf_simo.atomic.atomic_file`).
 
     `output` may carry one of the extensions (it is replaced). Returns the written paths.
     """
-    if isinstance(formats, str):
-        formats = [formats]
-    formats = [f.lower().lstrip(".") for f in formats]
-    unknown = [f for f in formats if f not in SUPPORTED_FORMATS]
-    if unknown or not formats:
-        raise ValueError(f"formats must be a non-empty subset of {list(SUPPORTED_FORMATS)}, got {list(formats)}")
-    if dpi < MIN_DPI:
-        raise ValueError(f"dpi must be >= {MIN_DPI} for readable figures, got {dpi}")
-    stem = _output_stem(output, formats)
+    options = options or FigureOptions()
+    stem = _output_stem(output, options.formats)
     stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    for fmt in formats:
+    for fmt in options.formats:
         target = stem.with_name(f"{stem.name}.{fmt}")
         metadata = {"Date": None} if fmt == "svg" else ({"CreationDate": None} if fmt == "pdf" else None)
         with atomic_file(target) as temporary, matplotlib.rc_context(_RC):
-            figure.savefig(temporary, format=fmt, dpi=dpi, metadata=metadata)
+            figure.savefig(temporary, format=fmt, dpi=options.dpi, metadata=metadata)
         written.append(target)
     return written
 
@@ -95,8 +106,7 @@ def plot_relationships(
     *,
     title: str | None = None,
     columns: int = 3,
-    formats: Sequence[str] = DEFAULT_FORMATS,
-    dpi: int = DEFAULT_DPI,
+    options: FigureOptions | None = None,
 ) -> list[Path]:
     """One panel per primary task t: each task's normalized performance (%) against λ in θ_0 + λ·τ_t.
 
@@ -143,7 +153,7 @@ def plot_relationships(
     labels = [*result.tasks, "single-task level (thick: the added task itself)"]
     figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), frameon=False)
     figure.suptitle(title or "Task relationships: normalized performance as a task vector is added")
-    return save_figure(figure, output, formats=formats, dpi=dpi)
+    return save_figure(figure, output, options)
 
 
 def plot_relationship_matrix(
@@ -152,8 +162,7 @@ def plot_relationship_matrix(
     *,
     title: str | None = None,
     cmap: str = "RdBu",
-    formats: Sequence[str] = DEFAULT_FORMATS,
-    dpi: int = DEFAULT_DPI,
+    options: FigureOptions | None = None,
 ) -> list[Path]:
     """Heatmap of the T×T matrix with each value written in its cell (points for differences, % for ratios).
 
@@ -197,7 +206,7 @@ def plot_relationship_matrix(
     unit = "change in normalized performance (points)" if difference else "performance relative to θ₀ (%)"
     figure.colorbar(image, ax=ax, label=unit)
     ax.set_title(title or f"Effect of adding λ·τ_t on each task (λ = {matrix.lam:g}, vs θ₀)")
-    return save_figure(figure, output, formats=formats, dpi=dpi)
+    return save_figure(figure, output, options)
 
 
 def plot_layer_coefficients(
@@ -208,8 +217,7 @@ def plot_layer_coefficients(
     title: str | None = None,
     xlabel: str = "layer",
     ylabel: str = "merging coefficient",
-    formats: Sequence[str] = DEFAULT_FORMATS,
-    dpi: int = DEFAULT_DPI,
+    options: FigureOptions | None = None,
 ) -> list[Path]:
     """Per-layer merging coefficient of each task against the layer index (Figure 2).
 
@@ -248,7 +256,7 @@ def plot_layer_coefficients(
     ax.grid(True, alpha=0.3)
     ax.legend(title="task", loc="best")
     ax.set_title(title or "Per-layer merging coefficients per task")
-    return save_figure(figure, output, formats=formats, dpi=dpi)
+    return save_figure(figure, output, options)
 
 
 def plot_loss_curve(
@@ -256,8 +264,7 @@ def plot_loss_curve(
     output: str | os.PathLike,
     *,
     title: str | None = None,
-    formats: Sequence[str] = ("png",),
-    dpi: int = DEFAULT_DPI,
+    options: FigureOptions = PNG_ONLY,
 ) -> list[Path]:
     """Training loss (every logged step) and validation loss (every evaluation) against the optimizer step.
 
@@ -278,12 +285,14 @@ def plot_loss_curve(
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best")
     ax.set_title(title or "Loss curve")
-    return save_figure(figure, output, formats=formats, dpi=dpi)
+    return save_figure(figure, output, options)
 
 
 __all__ = [
     "DEFAULT_DPI",
     "DEFAULT_FORMATS",
+    "FigureOptions",
+    "PNG_ONLY",
     "new_figure",
     "plot_layer_coefficients",
     "plot_loss_curve",

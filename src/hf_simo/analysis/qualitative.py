@@ -29,7 +29,7 @@ import torch
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..configuration_simo import TaskSpec
-from .plots import DEFAULT_DPI, DEFAULT_FORMATS, new_figure, save_figure
+from .plots import FigureOptions, new_figure, save_figure
 
 
 MISSING_CELL = 0.92
@@ -308,8 +308,7 @@ def plot_qualitative(
     *,
     title: str | None = None,
     cell_size: float = 1.7,
-    formats: Sequence[str] = DEFAULT_FORMATS,
-    dpi: int = DEFAULT_DPI,
+    options: FigureOptions | None = None,
 ) -> list[Path]:
     """Draw the grid (one image per cell, column titles on top, sample names on the left) and save it.
 
@@ -348,7 +347,7 @@ def plot_qualitative(
             frameon=False,
         )
     figure.suptitle(title or "Qualitative results: input, ground truth and predictions per task")
-    return save_figure(figure, output, formats=formats, dpi=dpi)
+    return save_figure(figure, output, options)
 
 
 __all__ = [

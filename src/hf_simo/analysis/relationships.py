@@ -1,4 +1,6 @@
-"""Task relationships from task vectors (paper section 6.4, appendix E).
+"""Task relationships from task vectors (paper section 6.4, appendix E): the sweep's results, the T×T matrix, the
+classification and the report (pure, apart from `RelationshipResult.save`/`load`); the sweep itself is
+`hf_simo.analysis.sweep.sweep_task_vectors`.
 
 For each primary task t, the shared encoder is set to θ_0 + λ·τ_t for λ on a grid (default 0, 0.1, ..., 1.5) while
 *every* task's fine-tuned head stays attached, and every task is evaluated. How a secondary task s moves as τ_t is
@@ -37,16 +39,12 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from tqdm.auto import tqdm
-
 from ..atomic import atomic_write_text
-from ..metrics import HIGHER_IS_BETTER, MultiTaskMetrics
-from ..weights import canonical_key
+from ..metrics import HIGHER_IS_BETTER
 
 
 DEFAULT_LAMBDAS: tuple[float, ...] = tuple(round(0.1 * i, 10) for i in range(16))
@@ -202,13 +200,6 @@ def _format_effect(value: float, mode: str) -> str:
 # ---------------------------------------------------------------------------------------------- the sweep
 
 
-def _encoder_name(key: str) -> str:
-    """Module name of an encoder tensor inside `model.dinov2` (accepts SimoModel keys and legacy DINOv2 names)."""
-    if key.startswith("dinov2."):
-        key = key[len("dinov2.") :]
-    return canonical_key(key)
-
-
 def lambda_grid_index(lam: float, grid: Sequence[float]) -> int | None:
     """Index of `lam` in `grid` (up to float rounding), None when it is not on it."""
     for index, value in enumerate(grid):
@@ -236,205 +227,6 @@ def check_lambda_grid(lambdas: Sequence[float] | None) -> list[float]:
     if duplicates:
         raise ValueError(f"the λ grid has duplicate value(s) {duplicates}")
     return values
-
-
-def _check_state(
-    name: str, state: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor], *, complete: bool
-) -> dict[str, torch.Tensor]:
-    """Map `state` onto the encoder's parameter names; refuse unknown keys, wrong shapes and, if `complete`, gaps."""
-    if not isinstance(state, Mapping):
-        raise TypeError(f"{name} must be a mapping of tensor name -> tensor, got {type(state).__name__}")
-    out: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, tensor in state.items():
-        if key.startswith("heads."):
-            continue  # a full SimoModel state dict: the heads stay those of the model
-        mapped = _encoder_name(key)
-        if mapped not in params:
-            unknown.append(key)
-            continue
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"{name}[{key!r}] must be a tensor, got {type(tensor).__name__}")
-        if tuple(tensor.shape) != tuple(params[mapped].shape):
-            raise ValueError(
-                f"{name}[{key!r}] has shape {list(tensor.shape)}, the encoder parameter {mapped!r} has "
-                f"{list(params[mapped].shape)}"
-            )
-        out[mapped] = tensor
-    if unknown:
-        raise KeyError(
-            f"{name} has tensor(s) that are not parameters of the model's encoder: {unknown[:5]}"
-            f"{' ...' if len(unknown) > 5 else ''}"
-        )
-    if complete:
-        missing = [k for k in params if k not in out]
-        if missing:
-            raise KeyError(
-                f"{name} lacks encoder parameter(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}; pass the full "
-                "state dict of the pre-trained encoder θ_0"
-            )
-    elif not out:
-        raise ValueError(f"{name} holds no encoder tensor")
-    return out
-
-
-def _reiterable(batches: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
-    """Batches are read once per grid point: a one-shot iterator (a generator) is materialised into a list."""
-    if batches is None:
-        raise TypeError("batches must be an iterable of {'pixel_values', 'labels'} dicts, got None")
-    if iter(batches) is batches:
-        return list(batches)
-    return batches
-
-
-def _check_batch(batch: Any, index: int, tasks: Sequence[str]) -> None:
-    if not isinstance(batch, Mapping) or "pixel_values" not in batch or "labels" not in batch:
-        got = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
-        raise TypeError(f"batch {index} must be a dict with 'pixel_values' and 'labels', got {got}")
-    labels = batch["labels"]
-    if not isinstance(labels, Mapping):
-        raise TypeError(f"batch {index}: 'labels' must be a dict of task -> tensor, got {type(labels).__name__}")
-    missing = [task for task in tasks if task not in labels]
-    if missing:
-        raise ValueError(
-            f"the evaluation data has no labels for task(s) {missing} (batch {index} has labels for "
-            f"{sorted(labels)}); pass tasks=[...] to evaluate only the tasks the data has"
-        )
-
-
-def _evaluate(model, batches, tasks: list[str]) -> dict[str, dict[str, float]]:
-    specs = model.config.task_specs
-    metrics = MultiTaskMetrics({task: specs[task] for task in tasks})
-    device, dtype = model.device, model.dtype
-    count = 0
-    for index, batch in enumerate(batches):
-        _check_batch(batch, index, tasks)
-        labels = {task: batch["labels"][task].to(device) for task in tasks}
-        pixel_values = batch["pixel_values"].to(device=device, dtype=dtype)
-        output = model(pixel_values, labels=labels, tasks=tasks)  # labels: validated against each task's spec
-        metrics.update(output.predictions, labels)
-        count += 1
-    if count == 0:
-        raise ValueError("the evaluation data is empty (no batch)")
-    return metrics.compute()
-
-
-@torch.no_grad()
-def _set_encoder(
-    params: Mapping[str, torch.nn.Parameter],
-    base: Mapping[str, torch.Tensor],
-    vector: Mapping[str, torch.Tensor] | None,
-    lam: float,
-) -> None:
-    """θ = θ_0 + λ·τ in float32, copied into the parameters (no new Parameter objects, no optimizer state lost)."""
-    for name, param in params.items():
-        value = base[name]
-        if vector is not None and lam != 0 and name in vector:
-            value = torch.add(value, vector[name], alpha=lam)
-        param.copy_(value)
-
-
-@torch.no_grad()
-def sweep_task_vectors(
-    model,
-    base_state: Mapping[str, torch.Tensor],
-    task_vectors: Mapping[str, Mapping[str, torch.Tensor]],
-    lambdas: Sequence[float] | None,
-    batches: Iterable[Mapping[str, Any]],
-    baselines: Mapping[str, float],
-    *,
-    tasks: Sequence[str] | None = None,
-    progress: bool = True,
-) -> RelationshipResult:
-    """Evaluate every task of `model` on θ_0 + λ·τ_t for each task vector τ_t and each λ.
-
-    Args:
-        model: a `SimoModel` holding every task's fine-tuned head; its encoder weights are overwritten during the
-            sweep and restored afterwards (also on error).
-        base_state: the pre-trained encoder θ_0: `model.dinov2` state dict (keys with or without the `dinov2.`
-            prefix; legacy DINOv2 names accepted; `heads.*` keys ignored). Must cover every encoder parameter.
-        task_vectors: primary task -> τ_t = θ_t − θ_0 (any subset of encoder tensors; others are left at θ_0).
-        lambdas: the λ grid (None: `DEFAULT_LAMBDAS`); sorted ascending, must not be empty.
-        batches: re-iterable batches `{"pixel_values": (B, 3, H, W) normalized, "labels": {task: tensor}}` (a list
-            or a DataLoader; a generator is materialised). Iterated once for θ_0 and once per (task vector, λ ≠ 0).
-        baselines: task -> single-task value of its primary metric (`config.tasks[task]["metric"]`).
-        tasks: tasks to evaluate (default: every head of `model`).
-        progress: show a tqdm bar over grid points.
-
-    Values at λ = 0 are those of θ_0 (evaluated once and shared by every primary task).
-    """
-    grid = check_lambda_grid(lambdas)
-    if not isinstance(task_vectors, Mapping) or not task_vectors:
-        raise ValueError("task_vectors is empty: pass at least one task -> task vector (θ_t − θ_0)")
-    tasks = list(model.task_names if tasks is None else tasks)
-    if isinstance(tasks, str) or not tasks:
-        raise ValueError(f"tasks must be a non-empty list of task names, got {tasks!r}")
-    unknown = [task for task in tasks if task not in model.task_names]
-    if unknown:
-        raise KeyError(f"task(s) {unknown} have no head in the model; it has tasks {model.task_names}")
-    metric_names = {task: model.config.tasks[task]["metric"] for task in tasks}
-    missing = [task for task in tasks if task not in baselines]
-    if missing:
-        raise KeyError(f"no single-task baseline for task(s) {missing}; baselines has {sorted(baselines)}")
-    for task in tasks:
-        value = baselines[task]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValueError(
-                f"the baseline of task {task!r} must be a positive finite {metric_names[task]} value, got {value!r}"
-            )
-
-    params = dict(model.dinov2.named_parameters())
-    base = _check_state("base_state", base_state, params, complete=True)
-    vectors = {
-        str(primary): _check_state(f"task_vectors[{primary!r}]", vector, params, complete=False)
-        for primary, vector in task_vectors.items()
-    }
-    batches = _reiterable(batches)
-    first = next(iter(batches), None)
-    if first is None:
-        raise ValueError("the evaluation data is empty (no batch)")
-    _check_batch(first, 0, tasks)
-
-    original = {name: param.detach().clone() for name, param in params.items()}
-    was_training = model.training
-    device = next(iter(params.values())).device
-    nonzero = [lam for lam in grid if lam != 0]
-    bar = tqdm(total=1 + len(vectors) * len(nonzero), desc="task-vector sweep", disable=not progress)
-    try:
-        model.eval()
-        base_dev = {name: tensor.to(device=device, dtype=torch.float32) for name, tensor in base.items()}
-        _set_encoder(params, base_dev, None, 0.0)
-        base_metrics = _evaluate(model, batches, tasks)
-        bar.update(1)
-        results: dict[str, list[dict[str, dict[str, float]]]] = {}
-        for primary, vector in vectors.items():
-            vector_dev = {name: tensor.to(device=device, dtype=torch.float32) for name, tensor in vector.items()}
-            points = []
-            for lam in grid:
-                if lam == 0:
-                    points.append(copy.deepcopy(base_metrics))
-                    continue
-                bar.set_postfix_str(f"τ_{primary}, λ={lam:g}")
-                _set_encoder(params, base_dev, vector_dev, lam)
-                points.append(_evaluate(model, batches, tasks))
-                bar.update(1)
-            results[primary] = points
-            del vector_dev
-    finally:
-        bar.close()
-        for name, param in params.items():
-            param.copy_(original[name])
-        model.train(was_training)
-
-    return RelationshipResult(
-        lambdas=grid,
-        primary_tasks=list(vectors),
-        tasks=tasks,
-        metric_names=metric_names,
-        baselines={task: float(baselines[task]) for task in tasks},
-        base_metrics=base_metrics,
-        metrics=results,
-    )
 
 
 # ---------------------------------------------------------------------------------------------- matrix and report
@@ -610,5 +402,4 @@ __all__ = [
     "normalized_value",
     "relationship_matrix",
     "summarize_relationships",
-    "sweep_task_vectors",
 ]

@@ -14,9 +14,8 @@ traceback; `--debug` shows it), 2 the command line itself is wrong (unknown verb
 
 This module imports only the standard library (and hf_simo's lazy `__init__`): ``hf-simo --help`` and
 ``hf-simo --version`` load nothing else, and
-``hf-simo <verb>`` imports that verb's module only (`VERBS`). A verb module (``hf_simo/cli/<verb>.py``) either
-declares ``COMMAND = Command(...)`` (its options generated from dataclasses, `hf_simo.cli.runner`), or, during issue
-11's transition, is a hand-written argparse verb (`hf_simo.cli.legacy`).
+``hf-simo <verb>`` imports that verb's module only (`VERBS`). Every verb module (``hf_simo/cli/<verb>.py``)
+declares ``COMMAND = Command(...)``: its options generated from dataclasses (`hf_simo.cli.runner`).
 """
 
 from __future__ import annotations
@@ -89,14 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().parse_args([*unknown, verb])  # exits 2 naming them (or 0 for --help / --version)
     debug = "--debug" in top
     module = importlib.import_module(VERBS[verb][0])
-    if hasattr(module, "COMMAND"):  # generated from dataclasses: --debug is one of its options
-        if debug and "--debug" not in rest:
-            rest = [*rest, "--debug"]
-        return module.COMMAND.exit_code(rest)
-    from .legacy import run_legacy_verb
-
-    debug = debug or "--debug" in rest
-    return run_legacy_verb(module, verb, [word for word in rest if word != "--debug"], debug)
+    if debug and "--debug" not in rest:  # --debug is one of every command's options
+        rest = [*rest, "--debug"]
+    return module.COMMAND.exit_code(rest)
 
 
 __all__ = ["VERBS", "build_parser", "main"]

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from ..demo.arguments import DemoArguments
+from ..demo.arguments import RENAMED, DemoArguments
+from ..utils.logging import is_main_process
 from .runner import Command
 
 
 def run(args: DemoArguments):
-    from ..demo.run import run_demo
+    from ..demo.run import run_demo, summary_text
 
-    return run_demo(args)
+    result = run_demo(args)
+    if is_main_process():
+        print(summary_text(result))
+    return result
 
 
 COMMAND = Command(
     "hf-simo demo",
     (DemoArguments,),
     run,
+    renamed=RENAMED,
     description="The whole pipeline on the embedded benchmark, from nothing, ending with the paper's table.",
 )
 main = COMMAND.main

@@ -1,61 +1,96 @@
-"""`hf-simo evaluate MODEL`: metrics of a SimoModel on a dataset split (hand-written argparse until it moves to
-dataclasses; see `hf_simo.cli.legacy`)."""
+"""`hf-simo evaluate MODEL`: metrics of a SimoModel on a dataset split (`hf_simo.evaluation.evaluate_dataset`).
+
+    hf-simo evaluate org/nyuv2-ta-realigned --dataset nyuv2 --split test --output_file metrics.json
+
+Options: `EvaluateArguments` (below), `hf_simo.data.DataArguments` (which dataset, how large its splits are),
+`hf_simo.hub.HubOptions` (how a Hub model is read) and the common ``--log_level``/``--disable_tqdm``/``--debug``.
+"""
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
-from .legacy import add_data_options, positive_int
-from .runner import EXIT_OK
-
-
-HELP = "metrics of a SimoModel on a dataset split"
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the verb's options to `parser`."""
-    parser.add_argument("model", help="SimoModel folder or Hub repo id")
-    parser.add_argument("--revision", help="revision of a Hub repo")
-    parser.add_argument("--tasks", nargs="+", help="evaluate only these tasks")
-    add_data_options(parser)
-    parser.add_argument("--split", default="test", help="dataset split (default: test)")
-    parser.add_argument("--samples", type=positive_int, default=500, help="samples of the embedded benchmark's split")
-    parser.add_argument("--output", help="also write the metrics as JSON here")
-    return parser
+from ..data.arguments import DataArguments
+from ..hub import HubOptions
+from ..utils.fields import option, require_positive
+from .runner import EXIT_OK, Command
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class EvaluateArguments:
+    """The model evaluated, which split, and where the metrics go."""
+
+    model_name_or_path: str = option(help="SimoModel folder or Hub repo id (positional: MODEL).")
+    model_revision: str | None = option(None, "Branch, tag or commit of a Hub MODEL.")
+    tasks: list[str] | None = option(None, "Evaluate only these tasks (default: every task of the model).")
+    split: str = option("test", "Dataset split to evaluate (test, validation, ...).")
+    per_device_eval_batch_size: int = option(64, "Evaluation batch size.")
+    output_file: str | None = option(None, "Also write the metrics as JSON to this file (hf-simo card --results).")
+
+    def __post_init__(self) -> None:
+        require_positive(self, "per_device_eval_batch_size")
+
+
+NOT_APPLICABLE = {
+    "train_samples": "it builds no training split",
+    "max_train_samples": "it builds no training split",
+    "max_eval_samples": "it evaluates the whole split; size the embedded benchmark with --test_samples",
+    "augment": "evaluation never augments",
+}
+RENAMED = {
+    "revision": "--model_revision",
+    "batch_size": "--per_device_eval_batch_size",
+    "samples": "size the embedded benchmark's splits with --test_samples / --validation_samples",
+    "output": "--output_file",
+}
+
+
+def run(evaluate: EvaluateArguments, data: DataArguments, hub: HubOptions) -> int:
     from ..atomic import atomic_write_json
-    from ..data.loading import load_training_data
+    from ..data import load_data
+    from ..errors import DataError
     from ..evaluation import evaluate_dataset
     from ..metrics import format_metric
     from ..modeling_simo import SimoModel
 
-    model = SimoModel.from_pretrained(args.model, revision=args.revision, tasks=args.tasks).eval()
-    data = load_training_data(
-        args.dataset,
-        dataset_path=args.dataset_path,
-        image_size=args.image_size,
-        test_samples=args.samples if args.split == "test" else None,
-        validation_samples=args.samples if args.split == "validation" else 200,
-    )
-    if args.split not in data:
-        raise KeyError(f"split {args.split!r} not in the dataset; it has {list(data)}")
-    results = evaluate_dataset(model, data[args.split], batch_size=args.batch_size)
+    model = SimoModel.from_pretrained(
+        evaluate.model_name_or_path,
+        revision=evaluate.model_revision,
+        tasks=evaluate.tasks,
+        allow_pickle=hub.allow_pickle,
+        **hub.download_kwargs(),
+    ).eval()
+    loaded = load_data(data, test_samples=data.test_samples, train=False)
+    if evaluate.split not in loaded:
+        raise DataError(f"split {evaluate.split!r} not in the dataset; it has {list(loaded)} (--split)")
+    results = evaluate_dataset(model, loaded[evaluate.split], batch_size=evaluate.per_device_eval_batch_size)
     lines = ["| task | metric | value |", "|---|---|--:|"]
     for task, metrics in results.items():
         for name, value in metrics.items():
             lines.append(f"| {task} | {name} | {format_metric(name, value)} |")
     print("\n".join(lines))
-    if args.output:
-        atomic_write_json(
-            args.output,
-            {"model": args.model, "dataset": args.dataset, "split": args.split, "results": results},
-            indent=2,
-            default=str,
-        )
-        print(f"wrote {args.output}")
+    if evaluate.output_file:
+        record = {
+            "model": evaluate.model_name_or_path,
+            "revision": evaluate.model_revision,
+            "dataset": data.dataset,
+            "split": evaluate.split,
+            "results": results,
+        }
+        atomic_write_json(evaluate.output_file, record, indent=2, default=str)
+        print(f"wrote {evaluate.output_file}")
     return EXIT_OK
 
 
-__all__ = ["HELP", "configure_parser", "run"]
+COMMAND = Command(
+    "hf-simo evaluate",
+    (EvaluateArguments, DataArguments, HubOptions),
+    run,
+    positional={"model_name_or_path": "MODEL"},
+    not_applicable=NOT_APPLICABLE,
+    renamed=RENAMED,
+    description="Metrics of a SimoModel on a dataset split.",
+)
+main = COMMAND.main
+
+__all__ = ["COMMAND", "EvaluateArguments", "NOT_APPLICABLE", "RENAMED", "main", "run"]

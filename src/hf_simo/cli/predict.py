@@ -1,44 +1,68 @@
-"""`hf-simo predict MODEL IMAGE...`: predict every task for image files, one PNG per image and task and a grid
-(hand-written argparse until it moves to dataclasses; see `hf_simo.cli.legacy`)."""
+"""`hf-simo predict MODEL IMAGE... --output_dir DIR`: predict every task for image files, one PNG per image and task
+and a grid (`hf_simo.predict.predict_to_folder`).
+
+    hf-simo predict org/nyuv2-ta-realigned room1.jpg room2.jpg --output_dir predictions
+
+Options: `PredictArguments` (below), `hf_simo.hub.HubOptions` (how a Hub model is read) and the common options.
+"""
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
-from .runner import EXIT_OK
-
-
-HELP = "predict every task for image files and write PNGs"
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the verb's options to `parser`."""
-    parser.add_argument("model", help="SimoModel folder or Hub repo id")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    parser.add_argument("--output-dir", required=True, help="where the PNGs go (<image>.<task>.png, <image>.grid.png)")
-    parser.add_argument("--tasks", nargs="+", help="predict only these tasks (default: all)")
-    parser.add_argument("--revision", help="revision of a Hub repo")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
+from ..hub import HubOptions
+from ..utils.fields import option, require_positive
+from .runner import EXIT_OK, Command
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class PredictArguments:
+    """The model, the images, where the PNGs go, and how the model runs."""
+
+    model_name_or_path: str = option(help="SimoModel folder or Hub repo id (positional: MODEL).")
+    images: list[str] = option(help="Image files (positional: IMAGE...).")
+    output_dir: str = option(help="Where the PNGs go (<image>.<task>.png, <image>.grid.png).")
+    tasks: list[str] | None = option(None, "Predict only these tasks (default: all).")
+    model_revision: str | None = option(None, "Branch, tag or commit of a Hub MODEL.")
+    device: str | None = option(None, "cpu, cuda, cuda:1, ... (default: cuda when available).")
+    per_device_eval_batch_size: int = option(4, "Images per forward pass.")
+
+    def __post_init__(self) -> None:
+        require_positive(self, "per_device_eval_batch_size")
+
+
+RENAMED = {
+    "revision": "--model_revision",
+    "batch_size": "--per_device_eval_batch_size",
+    "no_progress": "--disable_tqdm",
+}
+
+
+def run(predict: PredictArguments, hub: HubOptions) -> int:
     from ..predict import predict_to_folder
 
     written = predict_to_folder(
-        args.model,
-        args.images,
-        args.output_dir,
-        tasks=args.tasks,
-        revision=args.revision,
-        device=args.device,
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
+        predict.model_name_or_path,
+        predict.images,
+        predict.output_dir,
+        tasks=predict.tasks,
+        revision=predict.model_revision,
+        device=predict.device,
+        batch_size=predict.per_device_eval_batch_size,
+        hub=hub,
     )
-    print(f"wrote {len(written)} file(s) for {len(args.images)} image(s) to {args.output_dir}")
+    print(f"wrote {len(written)} file(s) for {len(predict.images)} image(s) to {predict.output_dir}")
     return EXIT_OK
 
 
-__all__ = ["HELP", "configure_parser", "run"]
+COMMAND = Command(
+    "hf-simo predict",
+    (PredictArguments, HubOptions),
+    run,
+    positional={"model_name_or_path": "MODEL", "images": "IMAGE"},
+    renamed=RENAMED,
+    description="Predict every task for image files: one PNG per image and task, and a grid.",
+)
+main = COMMAND.main
+
+__all__ = ["COMMAND", "PredictArguments", "RENAMED", "main", "run"]

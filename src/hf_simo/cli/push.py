@@ -1,47 +1,63 @@
-"""`hf-simo push FOLDER REPO_ID`: publish a saved model folder to the Hugging Face Hub (hand-written argparse until it
-moves to dataclasses; see `hf_simo.cli.legacy`)."""
+"""`hf-simo push FOLDER REPO_ID`: publish a saved model folder to the Hugging Face Hub
+(`hf_simo.publishing.push_folder_to_hub`).
+
+    hf-simo push my-model org/my-model --hub_private_repo --commit_message "First version"
+
+Options: `PushArguments` (below), `hf_simo.hub.PushOptions` (the repo: positional REPO_ID = ``hub_model_id``, its
+visibility, branch, commit message, pull request), ``--token`` of `hf_simo.hub.HubOptions` and the common options.
+"""
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
-from .runner import EXIT_OK
-
-
-HELP = "publish a saved model folder to the Hugging Face Hub"
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the verb's options to `parser`."""
-    parser.add_argument("folder", help="the model folder (config.json, safetensors, preprocessor, README.md)")
-    parser.add_argument("repo_id", help="org/name")
-    parser.add_argument("--token", help="write token (default: HF_TOKEN or `hf auth login`); never printed")
-    parser.add_argument("--private", action="store_true", help="create the repo as private")
-    parser.add_argument("--revision", help="branch to commit to (created if missing)")
-    parser.add_argument("--commit-message", help="commit message")
-    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
-    parser.add_argument("--dry-run", action="store_true", help="validate and list the files; no token, no network")
-    return parser
+from ..hub import HubOptions, PushOptions
+from ..utils.fields import option
+from .runner import EXIT_OK, Command
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class PushArguments:
+    """The folder pushed, and whether to only validate it."""
+
+    folder: str = option(help="The model folder: config.json, safetensors, preprocessor, README.md (positional).")
+    dry_run: bool = option(False, "Validate and list the files; no token, no network.")
+
+
+NOT_APPLICABLE = {name: "a push only uploads (the token is its one Hub option)" for name in (
+    "cache_dir", "local_files_only", "allow_pickle"
+)}  # fmt: skip
+RENAMED = {
+    "private": "--hub_private_repo",
+    "revision": "--hub_revision",
+}
+
+
+def run(push: PushArguments, options: PushOptions, hub: HubOptions) -> int:
+    from ..errors import OptionError
     from ..publishing import push_folder_to_hub
 
+    if not options.hub_model_id:
+        raise OptionError("REPO_ID is required: the Hub repo to push to, ORG/NAME")
     result = push_folder_to_hub(
-        args.folder,
-        args.repo_id,
-        token=args.token,
-        private=args.private,
-        revision=args.revision,
-        commit_message=args.commit_message,
-        create_pr=args.create_pr,
-        dry_run=args.dry_run,
+        push.folder, options.hub_model_id, token=hub.token, dry_run=push.dry_run, **options.push_kwargs()
     )
-    if args.dry_run:
+    if push.dry_run:
         print(f"would push {len(result.files)} file(s) to {result.repo_id}: {', '.join(result.files)}")
     else:
         print(f"pushed {len(result.files)} file(s) to {result.repo_id}: {result.url}")
     return EXIT_OK
 
 
-__all__ = ["HELP", "configure_parser", "run"]
+COMMAND = Command(
+    "hf-simo push",
+    (PushArguments, PushOptions, HubOptions),
+    run,
+    positional={"folder": "FOLDER", "hub_model_id": "REPO_ID"},
+    not_applicable=NOT_APPLICABLE,
+    renamed=RENAMED,
+    description="Publish a saved model folder to the Hugging Face Hub.",
+)
+main = COMMAND.main
+
+__all__ = ["COMMAND", "NOT_APPLICABLE", "PushArguments", "RENAMED", "main", "run"]

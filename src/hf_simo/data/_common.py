@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_folder
 from ..errors import DataFormatError, DatasetNotFoundError
 
 
@@ -107,22 +106,11 @@ def dataset_from_generator(
 
 
 def save_atomically(dataset_dict, folder: Path) -> None:
-    """`save_to_disk` into a temporary sibling folder, then rename: readers never see a half-written cache."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the cache is an ordinary folder
-    try:
-        dataset_dict.save_to_disk(str(tmp))
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            if not folder.exists():  # a real failure, not a concurrent writer that won the race
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    """`save_to_disk` into a temporary sibling folder that becomes `folder` when complete (`hf_simo.atomic
+    .atomic_folder`): readers never see a half-written cache, and, a cache's rule, a folder another process
+    completed meanwhile is kept (this copy is discarded)."""
+    with atomic_folder(folder, overwrite="keep", wait_for_lock=True) as temporary:
+        dataset_dict.save_to_disk(str(temporary))
 
 
 def channels_first(array: np.ndarray, channels: int, path: Path | str, what: str) -> np.ndarray:

@@ -18,6 +18,7 @@ from ._common import (
     DatasetNotFoundError,
     channels_first,
     check_same_size,
+    dataset_from_generator,
     segmentation_labels,
     unit_normals,
 )
@@ -193,3 +194,28 @@ def carve(n: int, first: int, seed: int) -> tuple[list[int], list[int]]:
     """Deterministically split range(n) into `first` and n - first indices (each sorted), seeded."""
     perm = np.random.default_rng(seed).permutation(n)
     return sorted(perm[:first].tolist()), sorted(perm[first:].tolist())
+
+
+def split_datasets(
+    parts: Mapping[str, Sequence[Mapping[str, str]]],
+    specs: Mapping[str, Mapping[str, Any]],
+    size: tuple[int, int] | None,
+    features,
+    description: str,
+):
+    """A torch-formatted `DatasetDict` of the `.npy` samples of each split (`parts`: split -> samples), read by
+    `npy_examples` and resized to `size` (None: stored size); the samples' file stamps key the datasets cache."""
+    from datasets import DatasetDict
+
+    return DatasetDict(
+        {
+            split: dataset_from_generator(
+                npy_examples,
+                {"samples": tuple(samples), "specs": specs, "size": size, "stamp": file_stamp(samples)},
+                features,
+                description,
+                split,
+            )
+            for split, samples in parts.items()
+        }
+    ).with_format("torch")

@@ -20,8 +20,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._common import DatasetNotFoundError, dataset_from_generator, example_features
-from ._npytree import carve, file_stamp, image_shape, list_samples, npy_examples
+from ._common import DatasetNotFoundError, example_features
+from ._npytree import carve, image_shape, list_samples, split_datasets
 from .specs import get_task_specs, make_description
 
 
@@ -46,8 +46,6 @@ def load_cityscapes(
         image_size: (height, width) of the examples, default the paper's 128x256; None keeps the stored size.
         split_seed: seed of the permutation that carves validation out of the official training images.
     """
-    from datasets import DatasetDict
-
     all_specs = get_task_specs("cityscapes_real")
     tasks = list(CITYSCAPES_TASKS if tasks is None else tasks)
     unknown = [t for t in tasks if t not in all_specs]
@@ -65,16 +63,4 @@ def load_cityscapes(
     description = make_description("cityscapes", specs, root=str(root), image_size=list(size), split_seed=split_seed)
     val_idx, train_idx = carve(len(train), int(round(len(train) * _VAL_FRACTION)), split_seed)
     parts = {"train": [train[i] for i in train_idx], "validation": [train[i] for i in val_idx], "test": test}
-    dd = DatasetDict(
-        {
-            split: dataset_from_generator(
-                npy_examples,
-                {"samples": tuple(samples), "specs": specs, "size": size, "stamp": file_stamp(samples)},
-                features,
-                description,
-                split,
-            )
-            for split, samples in parts.items()
-        }
-    )
-    return dd.with_format("torch")
+    return split_datasets(parts, specs, size, features, description)

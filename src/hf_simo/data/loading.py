@@ -81,13 +81,14 @@ def load_training_data(
     return data.with_format("torch")
 
 
-def load_data(data, *, test_samples: int | None = None):
-    """`load_training_data` with the fields of a `DataArguments` (the one call every recipe and verb makes)."""
+def load_data(data, *, test_samples: int | None = None, train: bool = True):
+    """`load_training_data` with the fields of a `DataArguments` (the one call every recipe and verb makes);
+    `train=False` builds no training split of the embedded benchmark (jobs that only evaluate)."""
     return load_training_data(
         data.dataset,
         dataset_path=data.dataset_path,
         image_size=data.image_size,
-        train_samples=data.train_samples,
+        train_samples=data.train_samples if train else 0,
         validation_samples=data.validation_samples,
         test_samples=test_samples,
         data_seed=data.data_seed,

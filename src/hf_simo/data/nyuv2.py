@@ -27,12 +27,11 @@ import numpy as np
 from ._common import (
     DataFormatError,
     DatasetNotFoundError,
-    dataset_from_generator,
     example_features,
     segmentation_labels,
     unit_normals,
 )
-from ._npytree import carve, file_stamp, image_shape, list_samples, npy_examples
+from ._npytree import carve, image_shape, list_samples, split_datasets
 from .specs import get_task_specs, make_description
 
 
@@ -87,8 +86,6 @@ def load_nyuv2(
 
 
 def _load_npy(root: Path, specs: dict[str, dict[str, Any]], split_seed: int):
-    from datasets import DatasetDict
-
     if not root.is_dir():
         raise DatasetNotFoundError(f"NYUv2 root {root} does not exist; expected {_NPY_LAYOUT}")
     folders = {"image": "image", **{t: _NPY_FOLDERS[t] for t in specs}}
@@ -99,18 +96,7 @@ def _load_npy(root: Path, specs: dict[str, dict[str, Any]], split_seed: int):
     description = make_description("nyuv2", specs, layout="npy", root=str(root), split_seed=split_seed)
     val_idx, test_idx = _paper_split(len(val), split_seed)
     parts = {"train": train, "validation": [val[i] for i in val_idx], "test": [val[i] for i in test_idx]}
-    return DatasetDict(
-        {
-            split: dataset_from_generator(
-                npy_examples,
-                {"samples": tuple(samples), "specs": specs, "size": None, "stamp": file_stamp(samples)},
-                features,
-                description,
-                split,
-            )
-            for split, samples in parts.items()
-        }
-    )
+    return split_datasets(parts, specs, None, features, description)
 
 
 NYUV2_HUB_PATTERNS = ["*.parquet", "*.json", "*.md"]  # the files of the tanganke/nyuv2 dataset repo

@@ -1,9 +1,15 @@
 """`DemoArguments`: the settings of `hf-simo demo` (the whole pipeline on the embedded benchmark). Plain dataclass,
-no torch: `hf-simo demo --help` stays cheap."""
+no torch: `hf-simo demo --help` stays cheap.
+
+The demo runs the recipes' jobs with its own settings; `DEMO_FORWARDS` says which recipe option each demo option
+becomes (a stage-specific copy is named ``<recipe>_<short>`` where the bare name would be ambiguous, issue 11's
+rule), and `RENAMED` the demo's old spellings (refused with the new name). Progress bars: ``--disable_tqdm``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..utils.fields import option, require_positive
 
@@ -33,8 +39,8 @@ class DemoArguments:
         "the validation loss plateaus (benchmarks/realign_results.py --converged trains as the paper does).",
     )
     mtl_epochs: int = option(9, "MTL stage-2 epochs: by default the three single-task runs' together.")
-    patience: int = option(3, "Early-stopping patience (epochs) of stage 2.")
-    methods: list[str] = option(["task_arithmetic", "ties"], "Merging methods.")
+    stage2_patience: int = option(3, "Early-stopping patience (epochs) of stage 2 (single-task and MTL).")
+    merge_methods: list[str] = option(["task_arithmetic", "ties"], "Merging methods.")
     ties_density: float = option(0.2, "TIES: fraction of each task vector kept.")
     alpha_grid: list[float] = option([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0], "α values searched on validation.")
     realign_epochs: int = option(30, "Representation re-alignment: maximum epochs.")
@@ -46,7 +52,6 @@ class DemoArguments:
     qualitative_samples: int = option(4, "Test images in the qualitative grid.")
     seed: int = option(0, "Seed of everything.")
     num_threads: int | None = option(None, "Torch CPU threads (default: all cores).")
-    disable_progress_bar: bool = option(False, "No progress bars.")
 
     def __post_init__(self) -> None:
         require_positive(
@@ -58,7 +63,7 @@ class DemoArguments:
             "stage1_epochs",
             "finetune_epochs",
             "mtl_epochs",
-            "patience",
+            "stage2_patience",
             "realign_epochs",
             "head_epochs",
             "rank",
@@ -69,4 +74,47 @@ class DemoArguments:
         require_positive(self, "realign_learning_rate", integer=False)
 
 
-__all__ = ["DemoArguments"]
+# demo option -> the recipe options it becomes ("Dataclass.field"; the demo's own stages have none)
+DEMO_FORWARDS: dict[str, tuple[str, ...]] = {
+    "dataset": ("DataArguments.dataset",),
+    "image_size": ("DataArguments.image_size",),
+    "train_samples": ("DataArguments.train_samples",),
+    "validation_samples": ("DataArguments.validation_samples",),
+    "test_samples": (),  # the demo's own test split (not part of the training runs' identity)
+    "model_name_or_path": ("FinetuneArguments.model_name_or_path", "MTLArguments.model_name_or_path"),
+    "pretrain_encoder": ("FinetuneArguments.pretrain_encoder", "MTLArguments.pretrain_encoder"),
+    "stage1_epochs": ("FinetuneArguments.stage1_epochs", "MTLArguments.stage1_epochs"),
+    "finetune_epochs": ("FinetuneArguments.stage2_epochs",),
+    "mtl_epochs": ("MTLArguments.stage2_epochs",),
+    "stage2_patience": ("FinetuneArguments.stage2_patience", "MTLArguments.stage2_patience"),
+    "realign_epochs": ("RealignmentSettings.num_epochs",),
+    "realign_learning_rate": ("RealignmentSettings.learning_rate",),
+    "head_epochs": ("RealignmentSettings.head_epochs",),
+    "rank": ("RealignmentSettings.rank",),
+    "relationship_lambdas": ("RelationshipsArguments.lambdas",),
+    "seed": ("RunArguments.seed", "DataArguments.data_seed", "RealignmentSettings.seed"),
+    "num_threads": ("RunArguments.num_threads",),
+}
+
+
+def forwarded(args: DemoArguments, target: str) -> dict[str, Any]:
+    """The fields of the recipe dataclass named `target` that the demo's `args` set, as `DEMO_FORWARDS` says
+    (``forwarded(args, "MTLArguments")`` -> ``{"stage2_epochs": args.mtl_epochs, ...}``)."""
+    out = {}
+    for name, targets in DEMO_FORWARDS.items():
+        for destination in targets:
+            owner, _, field = destination.partition(".")
+            if owner == target:
+                out[field] = getattr(args, name)
+    return out
+
+
+# old spelling -> the new option (refused with exit 2 naming it, issue 11 decision 7.2)
+RENAMED = {
+    "patience": "--stage2_patience",
+    "methods": "--merge_methods",
+    "disable_progress_bar": "--disable_tqdm",
+}
+
+
+__all__ = ["DEMO_FORWARDS", "DemoArguments", "RENAMED", "forwarded"]

@@ -28,8 +28,12 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_folder, atomic_write_json
-from .arguments import DemoArguments
+from ..atomic import atomic_folder, atomic_write_json, atomic_write_text
+from ..utils.logging import are_progress_bars_disabled, get_logger
+from .arguments import DemoArguments, forwarded
+
+
+logger = get_logger(__name__)
 
 
 def _key(data: Any) -> str:
@@ -40,12 +44,9 @@ def _atomic_json(path: Path, data: Any) -> None:
     atomic_write_json(path, data, indent=2, default=str)
 
 
-def _say(message: str) -> None:
-    print(f"[hf-simo demo] {message}", flush=True)
-
-
 def run_demo(args: DemoArguments) -> dict[str, Any]:
-    """Run (or resume) the demo; returns the results, the table and the files written."""
+    """Run (or resume) the demo; returns the results, the tables and the files written (it prints nothing: the
+    stages are logged, and ``hf-simo demo`` prints the returned tables, `summary_text`)."""
     from ..analysis import describe_relationships, relationship_inputs, relationship_matrix, sweep_task_vectors
     from ..analysis.coefficients import encoder_state, learn_layer_coefficients
     from ..analysis.plots import plot_layer_coefficients, plot_relationship_matrix, plot_relationships
@@ -72,17 +73,10 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     configure_threads(args.num_threads)
-    progress = not args.disable_progress_bar
-    data = DataArguments(
-        dataset=args.dataset,
-        image_size=args.image_size,
-        train_samples=args.train_samples,
-        validation_samples=args.validation_samples,
-        data_seed=args.seed,
-    )
-    run = RunArguments(
-        seed=args.seed, log_with="jsonl", disable_progress_bar=not progress, num_threads=args.num_threads
-    )  # num_threads: else every training stage would reset torch to all cores
+    progress = not are_progress_bars_disabled()  # the one switch (--disable_tqdm, HF_HUB_DISABLE_PROGRESS_BARS)
+    data = DataArguments(**forwarded(args, "DataArguments"))
+    # num_threads (forwarded): else every training stage would reset torch to all cores
+    run = RunArguments(log_with="jsonl", disable_progress_bar=not progress, **forwarded(args, "RunArguments"))
     timings: dict[str, float] = {}
 
     def timed(name: str, start: float) -> None:
@@ -93,27 +87,14 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     tasks = list(dataset_task_specs(data))
     sources: dict[str, str] = {}
     for task in tasks:
-        _say(f"single-task fine-tuning: {task}")
+        logger.info(f"single-task fine-tuning: {task}")
         task_run = dataclasses.replace(run, output_dir=str(out / f"finetune-{task}"))
-        finetune = FinetuneArguments(
-            model_name_or_path=args.model_name_or_path,
-            pretrain_encoder=args.pretrain_encoder,
-            task=task,
-            stage1_epochs=args.stage1_epochs,
-            stage2_epochs=args.finetune_epochs,
-            stage2_patience=args.patience,
-        )
+        finetune = FinetuneArguments(task=task, **forwarded(args, "FinetuneArguments"))
         sources[task] = str(run_finetune(finetune, data, task_run))
     timed("single-task fine-tuning (incl. data and encoder)", t0)
     t0 = time.perf_counter()
-    _say("multi-task baseline (MTL)")
-    mtl = MTLArguments(
-        model_name_or_path=args.model_name_or_path,
-        pretrain_encoder=args.pretrain_encoder,
-        stage1_epochs=args.stage1_epochs,
-        stage2_epochs=args.mtl_epochs,
-        stage2_patience=args.patience,
-    )
+    logger.info("multi-task baseline (MTL)")
+    mtl = MTLArguments(**forwarded(args, "MTLArguments"))
     mtl_dir = run_mtl(mtl, data, dataclasses.replace(run, output_dir=str(out / "mtl")))
     timed("MTL training", t0)
 
@@ -143,13 +124,13 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         "samples": f"{args.train_samples} (train)",
     }
     vectors = _task_vectors(singles, mtl)
-    (out / "task_vectors.md").write_text(vectors.to_markdown())
+    atomic_write_text(out / "task_vectors.md", vectors.to_markdown())
     del mtl
     timed("evaluation of the baselines", t0)
 
     saved_models: dict[str, Path] = {}
     merged_models: dict[str, SimoModel] = {}
-    for method in args.methods:
+    for method in args.merge_methods:
         label = {"task_arithmetic": "TA", "ties": "TIES"}.get(method, method)
         options = {"density": args.ties_density} if method == "ties" else {}
         t0 = time.perf_counter()
@@ -160,7 +141,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
             merged = SimoModel.from_pretrained(model_dir / "model").eval()
             alpha = cached["alpha"]
         else:
-            _say(f"merging with {method} (α tuned on validation)")
+            logger.info(f"merging with {method} (α tuned on validation)")
             outcome = search_and_merge(
                 sources,
                 method=method,
@@ -176,7 +157,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
             merged, alpha = outcome.model.eval(), outcome.alpha
             (model_dir).mkdir(parents=True, exist_ok=True)
             if outcome.search_table:
-                (model_dir / "alpha_search.md").write_text(outcome.search_table)
+                atomic_write_text(model_dir / "alpha_search.md", outcome.search_table)
         if cached is None:
             results[label] = evaluate(merged, test)
             _save_stage(model_dir, merged, settings_key, {"alpha": alpha, "results": results[label]}, args.dataset)
@@ -190,19 +171,12 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         for mode in ("head", "representation"):
             row = f"{label} + {mode[:4] if mode == 'head' else 'repr.'} re-align"
             t0 = time.perf_counter()
-            settings = RealignmentSettings(
-                mode=mode,
-                rank=args.rank,
-                learning_rate=args.realign_learning_rate,
-                num_epochs=args.realign_epochs,
-                head_epochs=args.head_epochs,
-                seed=args.seed,
-            )
+            settings = RealignmentSettings(mode=mode, **forwarded(args, "RealignmentSettings"))
             realign_key = _key([settings_key, dataclasses.asdict(settings)])
             realign_dir = out / "models" / f"{label.lower()}-{mode}"
             cached = _cached(realign_dir, realign_key)
             if cached is None:
-                _say(f"{mode} re-alignment of the {label} merge")
+                logger.info(f"{mode} re-alignment of the {label} merge")
                 model, record, peft_model = realign(
                     SimoModel.from_pretrained(model_dir / "model"),
                     datasets["validation"],
@@ -239,7 +213,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         extra_columns=costs,
         title=f"Embedded {args.dataset} benchmark, test split ({args.test_samples} images)",
     )
-    (out / "results.md").write_text(table)
+    atomic_write_text(out / "results.md", table)
     _atomic_json(
         out / "results.json",
         {"results": results, "costs": costs, "task_vectors": vectors.to_dict(), "timings": timings},
@@ -258,35 +232,24 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     # 7: analysis
     t0 = time.perf_counter()
     figures = out / "figures"
-    _say("task relationships (θ_0 + λ·τ_t sweeps)")
-    inputs = relationship_inputs(sources, validation, max_relative_distance=None, progress=progress)
+    logger.info("task relationships (θ_0 + λ·τ_t sweeps)")
+    inputs = relationship_inputs(sources, validation, max_relative_distance=None)
     relations = sweep_task_vectors(
-        inputs.model,
-        inputs.base_state,
-        inputs.task_vectors,
-        args.relationship_lambdas,
-        validation,
-        inputs.baselines,
-        progress=progress,
+        inputs.model, inputs.base_state, inputs.task_vectors, args.relationship_lambdas, validation, inputs.baselines
     )
     relations.save(out / "relationships.json")
     files = plot_relationships(relations, figures / "relationships")
     matrix = relationship_matrix(relations, 1.0)
     files += plot_relationship_matrix(matrix, figures / "relationship_matrix")
     report = describe_relationships(relations, 1.0)
-    (out / "relationships.md").write_text(report + "\n\n" + matrix.to_markdown() + "\n")
+    atomic_write_text(out / "relationships.md", report + "\n\n" + matrix.to_markdown() + "\n")
     timed("task relationships", t0)
 
     t0 = time.perf_counter()
-    _say("per-layer merging coefficients (Figure 2)")
+    logger.info("per-layer merging coefficients (Figure 2)")
     finetuned = {t: encoder_state(singles[t]) for t in tasks}
     learned = learn_layer_coefficients(
-        inputs.model,
-        inputs.base_state,
-        finetuned,
-        validation,
-        steps=args.coefficient_steps,
-        progress=progress,
+        inputs.model, inputs.base_state, finetuned, validation, steps=args.coefficient_steps
     )
     _atomic_json(
         out / "layer_coefficients.json", {"coefficients": learned.coefficients, "groups": learned.group_names}
@@ -322,21 +285,29 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     written = [out / "results.md", out / "results.json", out / "task_vectors.md", out / "relationships.md"]
     written += [out / "relationships.json", out / "layer_coefficients.json", *files]
     written += [p / "README.md" for p in saved_models.values()]
-    print(table)
-    print("Task vectors τ = θ − θ0 of the fine-tuned encoders (the paper's regime: small ‖τ‖/‖θ0‖):\n")
-    print(vectors.to_markdown())
-    print(report)
-    print(f"Finished in {timings['total'] / 60:.1f} min. Files written:")
-    for path in written:
-        print(f"  {path}")
     return {
         "results": results,
         "table": table,
+        "task_vectors_table": vectors.to_markdown(),
+        "relationships_report": report,
         "costs": costs,
         "task_vectors": vectors.to_dict(),
         "timings": timings,
         "files": written,
     }
+
+
+def summary_text(result: dict[str, Any]) -> str:
+    """What ``hf-simo demo`` prints at the end: the table, the task vectors, the relationships and the files."""
+    lines = [
+        result["table"],
+        "Task vectors τ = θ − θ0 of the fine-tuned encoders (the paper's regime: small ‖τ‖/‖θ0‖):\n",
+        result["task_vectors_table"],
+        result["relationships_report"],
+        f"Finished in {result['timings']['total'] / 60:.1f} min. Files written:",
+        *(f"  {path}" for path in result["files"]),
+    ]
+    return "\n".join(lines)
 
 
 def _task_vectors(singles: dict, mtl):
@@ -377,4 +348,4 @@ def _save_stage(folder: Path, model, key: str, record: dict, dataset: str) -> No
     _atomic_json(folder / "stage.json", {"key": key, **record})
 
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "summary_text"]
