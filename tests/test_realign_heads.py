@@ -3,7 +3,7 @@ import torch
 
 from helpers.tiny import tiny_model
 from hf_simo.losses import task_loss
-from hf_simo.realign.heads import FeatureCache, compute_feature_cache, encoder_fingerprint, realign_heads
+from hf_simo.realign import FeatureCache, compute_feature_cache, encoder_fingerprint, realign_heads
 
 
 def _batches(model, n_batches=4, batch=6, size=(16, 24), seed=0):

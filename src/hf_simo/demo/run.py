@@ -81,7 +81,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         data_seed=args.seed,
     )
     run = RunArguments(
-        seed=args.seed, log_with="jsonl", disable_progress_bar=not progress, num_threads=args.num_threads
+        seed=args.seed, report_to="jsonl", num_threads=args.num_threads
     )  # num_threads: else every training stage would reset torch to all cores
     timings: dict[str, float] = {}
 
