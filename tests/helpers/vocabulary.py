@@ -674,6 +674,13 @@ NEW_OPTIONS = [
     ),
     ("--max_relative_distance", "SourceArguments", "now on realign and relationships"),
     ("--head_weight_decay", "RealignArguments", "head re-alignment's AdamW weight decay (1e-4, today hard-wired)"),
+    (
+        "--pretrain_encoder / --stage2_encoder_learning_rate / --layer_decay",
+        "FinetuneArguments, MTLArguments",
+        "issue 14a: fine-tune from a freshly pre-trained encoder; the encoder's own stage-2 rate and layer-wise decay",
+    ),
+    ("--early_stopping_patience", "EncoderArguments", "issue 14a: SimMIM pre-training stops early"),
+    ("--model_name_or_path / --pretrain_encoder", "DemoArguments", "issue 14a: the demo's encoder"),
 ]
 
 

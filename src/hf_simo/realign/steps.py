@@ -17,6 +17,10 @@ import torch
 from ..errors import OptionError, UnknownTaskError
 from ..evaluation import simo_batches
 from ..modeling_simo import SimoModel
+from ..training.accelerator import make_accelerator
+from ..training.config import Stage, TrainerConfig
+from ..training.loop import fit
+from ..training.simo_loss import make_simo_loss_fn
 from .heads import realign_heads
 from .representation import adapter_parameters, fold_adapters, prepare_representation_realignment
 
@@ -180,8 +184,6 @@ def realign(
 
     from accelerate.utils import set_seed
     from peft import LoraConfig
-
-    from ..training import Stage, TrainerConfig, fit, make_accelerator, make_simo_loss_fn
 
     # PEFT initialises LoRA's A matrices (kaiming uniform) from the global RNG, which torch seeds randomly in every
     # process: without this, two identical runs start from different adapters.
