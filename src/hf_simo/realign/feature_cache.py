@@ -85,7 +85,6 @@ def compute_feature_cache(
     dtype: torch.dtype = torch.float32,
     data_fingerprint: str | None = None,
     cache_dir: str | os.PathLike | None = None,
-    progress: bool = True,
 ) -> FeatureCache:
     """Run the encoder once over `batches` ({"pixel_values", "labels"}) and keep what the heads read.
 
@@ -106,7 +105,7 @@ def compute_feature_cache(
     labels: dict[str, list[torch.Tensor]] = {}
     grid = padding = size = None
     try:
-        for batch in progress_bar(batches, desc="Caching encoder features", disable=not progress):
+        for batch in progress_bar(batches, desc="Caching encoder features"):
             pixel_values = batch["pixel_values"].to(model.device)
             if size is not None and tuple(pixel_values.shape[-2:]) != size:
                 raise DataError(

@@ -89,7 +89,6 @@ def realign_heads(
     seed: int = 0,
     encoder_in_the_loop: bool = False,
     augment: Callable | None = None,
-    progress: bool = True,
 ) -> HeadRealignmentResult:
     """Retrain every head of `model` on a frozen encoder's features; heads end at their best held-out epoch.
 
@@ -117,7 +116,7 @@ def realign_heads(
         labels = {t: torch.cat([b["labels"][t] for b in batches]) for t in batches[0]["labels"]}
         source = _PixelSource(model, pixels, labels, augment)
     else:
-        source = _CachedSource(model, compute_feature_cache(model, data, progress=progress))
+        source = _CachedSource(model, compute_feature_cache(model, data))
     available = source.cache.labels if isinstance(source, _CachedSource) else source.labels
     missing = [t for t in tasks if t not in available]
     if missing:
@@ -159,7 +158,7 @@ def realign_heads(
     best_state = {t: copy.deepcopy(model.heads[t].state_dict()) for t in tasks}
     best_epoch = dict.fromkeys(tasks, 0)
     history, steps, stale, epoch = [], 0, 0, 0
-    for epoch in progress_bar(range(1, epochs + 1), desc="Head re-alignment", disable=not progress):
+    for epoch in progress_bar(range(1, epochs + 1), desc="Head re-alignment"):
         model.heads.train()
         permutation = train[torch.randperm(len(train), generator=generator)]
         running = dict.fromkeys(tasks, 0.0)

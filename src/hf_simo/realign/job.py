@@ -221,7 +221,6 @@ def run_realign(args: RealignArguments, source, method, data, run, push=None) ->
             settings,
             output_dir=output_dir,
             accelerator=accelerator,
-            progress=accelerator.is_main_process,
         )
         finish_tracking(accelerator)
         if realignment.interrupted:

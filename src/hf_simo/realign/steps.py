@@ -136,6 +136,9 @@ def realign(
     """Re-align a merged model on `dataset` (the multi-task validation split); returns the plain (folded) model,
     the record, and for LoRA the trained `PeftModel` (to save the adapter in PEFT's format), else None.
 
+    Progress bars follow `hf_simo.utils.logging`'s switch (``--disable_tqdm``); `progress=False` also hides the
+    training loop's (kept for `hf_simo.demo` until its own switch is that one).
+
     Representation re-alignment checkpoints into `output_dir` and resumes from its newest checkpoint (the caller
     makes sure the folder holds this run: see `hf_simo.training.run.check_output_dir`). When
     `settings.stop_after_steps` stops it, `record.interrupted` is set and the model returned is unfinished.
@@ -161,7 +164,6 @@ def realign(
             heldout_fraction=settings.heldout_fraction,
             patience=settings.patience or settings.head_epochs,
             seed=settings.seed,
-            progress=progress,
         )
         if accelerator is not None:  # the trackers of the run (--report_to) get the per-epoch history
             for entry in result.history:
