@@ -420,6 +420,14 @@ def test_old_spellings_exit_2_naming_the_new_one(recipe, old, new, capsys):
     assert f"{old} was renamed: use {new}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("recipe", ["finetune", "train_mtl", "pretrain_encoder", "realign"])
+def test_push_to_hub_with_a_repo_exits_2_naming_hub_model_id(recipe, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_recipe(recipe).main(["--push_to_hub", "org/name"])
+    assert exit_info.value.code == 2
+    assert "use --push_to_hub --hub_model_id org/name" in capsys.readouterr().err
+
+
 def test_dashed_forms_and_config_files_with_overrides(assets, tmp_path, monkeypatch):
     spy_fit(monkeypatch, "hf_simo.training.finetune")
     config = tmp_path / "run.yaml"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..data.arguments import DataArguments
 from ..hub import PushOptions
 from ..training.arguments import ENCODER_RENAMED, RUN_RENAMED, UNUSED_BY_TRAINING, EncoderArguments, RunArguments
-from .runner import Command
+from .finetune import RunCommand
 
 
 def run(encoder: EncoderArguments, data: DataArguments, run_args: RunArguments, push: PushOptions):
@@ -15,7 +15,7 @@ def run(encoder: EncoderArguments, data: DataArguments, run_args: RunArguments, 
     return pretrain_encoder(encoder, data, run_args, push)
 
 
-COMMAND = Command(
+COMMAND = RunCommand(
     "recipes/pretrain_encoder.py",
     (EncoderArguments, DataArguments, RunArguments, PushOptions),
     run,

@@ -12,7 +12,7 @@ from ..hub import PushOptions
 from ..merging.arguments import MergeMethodArguments, SourceArguments
 from ..realign.arguments import REALIGN_RENAMED, RealignArguments
 from ..training.arguments import RUN_RENAMED, RunArguments
-from .runner import Command
+from .finetune import RunCommand
 
 
 def run(
@@ -32,7 +32,7 @@ def run(
     return outcome
 
 
-COMMAND = Command(
+COMMAND = RunCommand(
     "hf-simo realign",
     (RealignArguments, SourceArguments, MergeMethodArguments, DataArguments, RunArguments, PushOptions),
     run,

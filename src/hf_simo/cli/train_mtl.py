@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..data.arguments import DataArguments
 from ..hub import HubOptions, PushOptions
 from ..training.arguments import RUN_RENAMED, UNUSED_BY_TRAINING, MTLArguments, RunArguments
-from .runner import Command
+from .finetune import RunCommand
 
 
 def run(mtl: MTLArguments, data: DataArguments, run_args: RunArguments, hub: HubOptions, push: PushOptions):
@@ -14,7 +14,7 @@ def run(mtl: MTLArguments, data: DataArguments, run_args: RunArguments, hub: Hub
     return run_mtl(mtl, data, run_args, hub, push)
 
 
-COMMAND = Command(
+COMMAND = RunCommand(
     "recipes/train_mtl.py",
     (MTLArguments, DataArguments, RunArguments, HubOptions, PushOptions),
     run,
