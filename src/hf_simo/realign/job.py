@@ -77,8 +77,14 @@ def ensure_single_task_checkpoints(tasks: list[str], data, run) -> dict[str, str
 
     sources = {}
     for task in tasks:
-        task_run = sub_run(run, f"outputs/finetune-{dataset_tag(data)}-{task}")
-        sources[task] = str(run_finetune(FinetuneArguments(task=task), data, task_run))
+        folder = f"outputs/finetune-{dataset_tag(data)}-{task}"
+        try:
+            sources[task] = str(run_finetune(FinetuneArguments(task=task), data, sub_run(run, folder)))
+        except RunConflictError as err:
+            raise RunConflictError(
+                f"the single-task checkpoint of {task!r} in {folder} was trained with other settings ({err}); give "
+                "--task_checkpoints, or move that folder away to retrain it with these settings"
+            ) from err
     return sources
 
 

@@ -314,9 +314,11 @@ def train_simo(
 
 
 def sub_run(run: RunArguments, output_dir: str | Path) -> RunArguments:
-    """The run settings of a run started by another one (the default encoder, realign's single-task checkpoints):
-    every setting of `run` but its folder, which it never replaces, and the upload, which is the outer run's."""
-    return dataclasses.replace(run, output_dir=str(output_dir), overwrite_output_dir=False, push_to_hub=False)
+    """The run settings of a run started by another one (realign's single-task checkpoints): every setting of `run`
+    but its folder, which it never replaces, its upload and its stopping point, which are the outer run's."""
+    return dataclasses.replace(
+        run, output_dir=str(output_dir), overwrite_output_dir=False, push_to_hub=False, stop_after_steps=None
+    )
 
 
 def run_finetune(
