@@ -36,20 +36,8 @@ TRAINING_FIELDS = (
     "logging_steps",
     "dataloader_num_workers",
 )
-UNUSED_BY_MODE = {
-    "head": (
-        "gradient_accumulation_steps",
-        "mixed_precision",
-        "weight_decay",
-        "early_stopping_threshold",
-        "eval_steps",
-        "save_steps",
-        "save_total_limit",
-        "logging_steps",
-        "dataloader_num_workers",
-    ),
-    "none": TRAINING_FIELDS,
-}
+HEAD_USES = ("per_device_train_batch_size", "max_grad_norm", "warmup_ratio")  # what realign_heads receives
+UNUSED_BY_MODE = {"head": tuple(f for f in TRAINING_FIELDS if f not in HEAD_USES), "none": TRAINING_FIELDS}
 MODE_REASON = {
     "head": "head re-alignment trains on cached features in one process, in fp32, one evaluation per epoch, "
     "without checkpoints (its weight decay is --head_weight_decay)",

@@ -86,10 +86,11 @@ class RunArguments:
 
     def __post_init__(self) -> None:
         require_positive(self, "per_device_eval_batch_size", "save_total_limit")
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):  # None: the default / launch's
+            if getattr(self, name) is not None:
+                require_positive(self, name)
         require_positive(
             self,
-            "per_device_train_batch_size",
-            "gradient_accumulation_steps",
             "eval_steps",
             "save_steps",
             "stop_after_steps",
