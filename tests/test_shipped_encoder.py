@@ -87,10 +87,12 @@ def test_shipped_encoder_records_how_it_was_made():
 
 def test_a_missing_shipped_encoder_is_a_clear_error(tmp_path, monkeypatch):
     import hf_simo.encoders as encoders
+    from hf_simo.errors import SimoError
 
-    monkeypatch.setattr(encoders, "_ROOT", tmp_path)
-    with pytest.raises(encoders.ShippedEncoderMissingError, match="--pretrain_encoder"):
+    monkeypatch.setattr("hf_simo.encoders.shipped._ROOT", tmp_path)  # where shipped_encoder_path looks it up
+    with pytest.raises(encoders.ShippedEncoderMissingError, match="--pretrain_encoder") as error:
         encoders.shipped_encoder_path()
+    assert isinstance(error.value, SimoError) and isinstance(error.value, FileNotFoundError)  # one line in the CLI
 
 
 # ---------------------------------------------------------------------------------------------- the recipes' default
