@@ -74,9 +74,9 @@ def head_speed(encoder: str, samples: int, epochs: int) -> dict:
     model, size = build(encoder)
     data = batches(size, samples, 32)
     start = time.perf_counter()
-    cache = compute_feature_cache(model, data, progress=False)
+    cache = compute_feature_cache(model, data)
     cache_seconds = time.perf_counter() - start
-    kwargs = {"epochs": epochs, "heldout_fraction": 0.0, "batch_size": 16, "progress": False}
+    kwargs = {"epochs": epochs, "heldout_fraction": 0.0, "batch_size": 16}
     start = time.perf_counter()
     realign_heads(model, cache, **kwargs)
     cached = (time.perf_counter() - start) / epochs

@@ -83,7 +83,7 @@ def train_throughput(args, data, mode: str, output_dir: str) -> float:
     encoder = Dinov2Model(encoder_config(EncoderArguments(), args.image_size))
     model = SimoModel.from_backbone(encoder, tasks={t: specs[t] for t in tasks})
     train = data["train"].select_columns(["image", *tasks])
-    accelerator = make_accelerator(output_dir, log_with=None)
+    accelerator = make_accelerator(output_dir, report_to=None)
     stage = Stage(
         mode,
         trainable=["heads."] if mode == "stage1" else [""],

@@ -3,7 +3,7 @@
 Stage 1 trains the head (linear by default, `--head dpt` for DPT) with the encoder frozen until the validation loss
 stops improving; stage 2 fine-tunes everything. AdamW, one-cycle schedule with 5% warm-up, gradient clipping 25,
 early stopping on the validation loss with the best weights restored. The single-task `SimoModel` is written
-atomically to `<output_dir>/model` and can be pushed with `--push_to_hub org/name`.
+atomically to `<output_dir>/model` and can be pushed with `--push_to_hub --hub_model_id org/name`.
 
 Launch:
 
@@ -19,7 +19,9 @@ With no arguments: the first task of the embedded `nyuv2` benchmark (segmentatio
 stage 2: 3 epochs at lr 2e-3 (patience 3), output `outputs/finetune-nyuv2-<task>`. About 1-1.5 minutes per task on
 2 CPU cores (plus 1.5-2.5 minutes once for the encoder); stage 2 moves the encoder by ‖τ‖/‖θ0‖ ≈ 0.25-0.33, enough for
 task-arithmetic merging of the three tasks to lose about 40 points of normalized performance. Running the same command again
-resumes an interrupted run, or does nothing if it finished. Arguments: `--help`.
+resumes an interrupted run, or does nothing if it finished. `--mixed_precision` and
+`--gradient_accumulation_steps` default to what `accelerate launch` set (an option contradicting the launch is
+refused). Options: `--help`; `--config x.yaml` plus options that override it.
 """
 
 import os

@@ -6,12 +6,12 @@ frozen merged encoder; `--mode representation` (default) trains a rank-16 adapte
 output = block(x) + B·A·x, jointly with the heads on the unweighted mean multi-task loss, through PEFT. The result is
 evaluated on the test split against the single-task models and the merged model (a paper-style table), folded into a
 plain `SimoModel` and written atomically to `<output_dir>/model` (the PEFT adapter to `<output_dir>/adapter`), with a
-model card; `--push_to_hub org/name` publishes it.
+model card; `--push_to_hub --hub_model_id org/name` publishes it.
 
 Launch:
 
     accelerate launch recipes/realign.py                                    # embedded NYUv2-like benchmark
-    accelerate launch recipes/realign.py --mode head --merge_method ties --merge_options '{"density": 0.2}'
+    accelerate launch recipes/realign.py --mode head --merge_method ties --density 0.2
     accelerate launch recipes/realign.py recipes/configs/realign.yaml
     accelerate launch recipes/realign.py --task_checkpoints seg=org/nyuv2-seg depth=org/nyuv2-depth@v1 \
         normals=org/nyuv2-normals --dataset nyuv2_real --dataset_path data/nyuv2 --base_model facebook/dinov2-base

@@ -35,18 +35,8 @@ HEAVY = {"torch", "datasets", "matplotlib", "peft", "accelerate", "safetensors"}
 ATOMIC_HELPER = "hf_simo.atomic"
 RENAMES = {"os.replace", "os.rename", "tempfile.mkstemp", "tempfile.mkdtemp", "mkstemp", "mkdtemp"}
 
-# violation -> the work package of issue 11 that removes it (see plan-11 section 6)
-KNOWN: dict[tuple, str] = {
-    ("size", "hf_simo.training.loop"): "WP-B",
-    ("atomic", "hf_simo.training.loop"): "WP-B",
-    ("atomic", "hf_simo.realign.heads"): "WP-B",
-    ("print", "hf_simo.training.finetune"): "WP-B",
-    ("print", "hf_simo.training.pretrain"): "WP-B",
-    ("print", "hf_simo.training.run"): "WP-B",
-    ("print", "hf_simo.realign.job"): "WP-B",
-    ("tqdm", "hf_simo.training.loop"): "WP-B",
-    ("tqdm", "hf_simo.realign.heads"): "WP-B",
-}
+# violation -> the work package that removes it; empty since issue 11 landed: any violation fails its check
+KNOWN: dict[tuple, str] = {}
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import torch
 
 from helpers.tiny import tiny_model
 from hf_simo.losses import task_loss
-from hf_simo.realign.heads import FeatureCache, compute_feature_cache, encoder_fingerprint, realign_heads
+from hf_simo.realign import FeatureCache, compute_feature_cache, encoder_fingerprint, realign_heads
 
 
 def _batches(model, n_batches=4, batch=6, size=(16, 24), seed=0):
@@ -38,7 +38,7 @@ def _loss(model, batches):
 def test_feature_cache_matches_the_encoder_and_round_trips(tmp_path):
     model = tiny_model(seed=1)
     batches = _batches(model, n_batches=2, batch=3)
-    cache = compute_feature_cache(model, batches, progress=False)
+    cache = compute_feature_cache(model, batches)
     assert len(cache) == 6 and cache.grid == (2, 3)
     with torch.no_grad():
         encoding = model.encode(batches[1]["pixel_values"])
@@ -59,19 +59,19 @@ def test_feature_cache_matches_the_encoder_and_round_trips(tmp_path):
 def test_disk_cache_is_keyed_by_encoder_weights_and_data(tmp_path, monkeypatch):
     model = tiny_model(seed=2)
     batches = _batches(model, n_batches=1, batch=2)
-    first = compute_feature_cache(model, batches, data_fingerprint="data-v1", cache_dir=tmp_path, progress=False)
+    first = compute_feature_cache(model, batches, data_fingerprint="data-v1", cache_dir=tmp_path)
     assert len(list(tmp_path.glob("features-*.safetensors"))) == 1
     calls = []
     original = model.encode
     monkeypatch.setattr(model, "encode", lambda *a, **k: calls.append(1) or original(*a, **k))
-    second = compute_feature_cache(model, batches, data_fingerprint="data-v1", cache_dir=tmp_path, progress=False)
+    second = compute_feature_cache(model, batches, data_fingerprint="data-v1", cache_dir=tmp_path)
     assert calls == [] and second.key == first.key  # reused, the encoder did not run
-    compute_feature_cache(model, batches, data_fingerprint="data-v2", cache_dir=tmp_path, progress=False)
+    compute_feature_cache(model, batches, data_fingerprint="data-v2", cache_dir=tmp_path)
     fingerprint = encoder_fingerprint(model)
     with torch.no_grad():
         model.dinov2.layernorm.weight.add_(1.0)
     assert encoder_fingerprint(model) != fingerprint
-    compute_feature_cache(model, batches, data_fingerprint="data-v1", cache_dir=tmp_path, progress=False)
+    compute_feature_cache(model, batches, data_fingerprint="data-v1", cache_dir=tmp_path)
     assert len(list(tmp_path.glob("features-*.safetensors"))) == 3
     assert calls  # new weights or new data: recomputed
 
@@ -81,9 +81,7 @@ def test_cached_head_training_lowers_loss_and_leaves_the_encoder_alone():
     batches = _batches(model)
     encoder = {k: v.clone() for k, v in model.dinov2.state_dict().items()}
     before = _loss(model, batches)
-    result = realign_heads(
-        model, batches, epochs=15, learning_rate=3e-3, heldout_fraction=0.25, patience=20, progress=False
-    )
+    result = realign_heads(model, batches, epochs=15, learning_rate=3e-3, heldout_fraction=0.25, patience=20)
     after = _loss(model, batches)
     for name in before:
         assert after[name] < before[name], name
@@ -99,7 +97,7 @@ def test_cached_head_training_lowers_loss_and_leaves_the_encoder_alone():
 def test_early_stopping_keeps_the_best_heldout_epoch():
     model = tiny_model(seed=4, tasks={"depth": {"kind": "depth"}})
     batches = _batches(model, n_batches=2, batch=8)
-    result = realign_heads(model, batches, epochs=30, learning_rate=0.5, patience=2, progress=False)  # lr too high
+    result = realign_heads(model, batches, epochs=30, learning_rate=0.5, patience=2)  # lr too high
     assert result.epochs_run < 30
     heldout = [h["heldout/depth"] for h in result.history]
     epoch = result.best_epoch["depth"]
@@ -119,8 +117,8 @@ def test_encoder_in_the_loop_matches_cached_training_without_augmentation():
         seed=5, tasks={"depth": {"kind": "depth"}, "seg": {"kind": "semantic_segmentation", "num_outputs": 3}}
     )
     batches = _batches(a, n_batches=2, batch=5)
-    ra = realign_heads(a, batches, epochs=3, progress=False)
-    rb = realign_heads(b, batches, epochs=3, encoder_in_the_loop=True, progress=False)
+    ra = realign_heads(a, batches, epochs=3)
+    rb = realign_heads(b, batches, epochs=3, encoder_in_the_loop=True)
     assert ra.steps == rb.steps
     for name, value in a.heads.state_dict().items():
         torch.testing.assert_close(b.heads.state_dict()[name], value, atol=1e-5, rtol=1e-4)
@@ -136,8 +134,8 @@ def test_augmentation_needs_the_encoder_in_the_loop():
         return pixels.flip(-1), {k: v.flip(-1) for k, v in labels.items()}
 
     with pytest.raises(ValueError, match="cached features cannot be reused"):
-        realign_heads(model, batches, augment=flip, progress=False)
-    realign_heads(model, batches, augment=flip, encoder_in_the_loop=True, epochs=2, progress=False)
+        realign_heads(model, batches, augment=flip)
+    realign_heads(model, batches, augment=flip, encoder_in_the_loop=True, epochs=2)
     assert len(flips) == 2  # one training batch per epoch
 
 
@@ -149,13 +147,13 @@ def test_bad_inputs():
         for b in batches
     ]
     with pytest.raises(KeyError, match=r"no labels for task\(s\) \['depth'\]"):
-        realign_heads(model, without_depth, progress=False)
+        realign_heads(model, without_depth)
     with pytest.raises(KeyError, match="unknown task"):
-        realign_heads(model, batches, tasks=["nope"], progress=False)
+        realign_heads(model, batches, tasks=["nope"])
     with pytest.raises(ValueError, match="data is empty"):
-        realign_heads(model, [], progress=False)
+        realign_heads(model, [])
     mixed = batches + _batches(model, n_batches=1, batch=2, size=(24, 24))
     with pytest.raises(ValueError, match="one image size"):
-        compute_feature_cache(model, mixed, progress=False)
+        compute_feature_cache(model, mixed)
     with pytest.raises(ValueError, match="heldout_fraction"):
-        realign_heads(model, batches, heldout_fraction=1.0, progress=False)
+        realign_heads(model, batches, heldout_fraction=1.0)

@@ -35,22 +35,23 @@ def checkpoints(tmp_path_factory):
         args = FinetuneArguments(
             model_name_or_path=str(encoder), task=task, stage1_epochs=1, stage2_epochs=2, stage2_learning_rate=5e-3
         )
-        run = RunArguments(output_dir=str(root / task), per_device_train_batch_size=8, disable_progress_bar=True)
+        run = RunArguments(output_dir=str(root / task), per_device_train_batch_size=8)
         sources[task] = str(run_finetune(args, DataArguments(dataset=str(dataset)), run))
     return {"dataset": str(dataset), "encoder": str(encoder), "sources": sources, "root": root}
 
 
 def _argv(checkpoints, output_dir, *extra):
+    trains = ("--mode", "none") not in zip(extra, extra[1:])  # --mode none refuses training options
     return [
         "--task_checkpoints", *(f"{t}={p}" for t, p in checkpoints["sources"].items()),
         "--dataset", checkpoints["dataset"],
         "--output_dir", str(output_dir),
         "--alpha_grid", "0.3", "1.0",
-        "--num_epochs", "3",
+        "--num_train_epochs", "3",
         "--head_epochs", "3",
-        "--per_device_train_batch_size", "8",
-        "--eval_batch_size", "8",
-        "--disable_progress_bar",
+        *(["--per_device_train_batch_size", "8"] if trains else []),
+        "--per_device_eval_batch_size", "8",
+        "--disable_tqdm",
         *extra,
     ]  # fmt: skip
 
@@ -165,7 +166,7 @@ def test_a_representation_realignment_killed_mid_training_resumes_to_the_uninter
     from hf_simo.training import latest_checkpoint
 
     output_dir = tmp_path / "killed"
-    argv = _realign_argv(checkpoints, output_dir, "--checkpointing_steps", "2")
+    argv = _realign_argv(checkpoints, output_dir, "--save_steps", "2")
     run = PausedProcess([str(RECIPE), *argv], "train:step-3", tmp_path)  # after step 3; the checkpoint is step 2's
     run.kill()
     assert not (output_dir / "model").exists()
@@ -180,9 +181,7 @@ def test_stop_after_steps_resumes_exactly_and_another_runs_state_is_refused(chec
 
     recipe = load_recipe()
     output_dir = tmp_path / "stopped"
-    outcome = recipe.main(
-        _realign_argv(checkpoints, output_dir, "--checkpointing_steps", "1", "--stop_after_steps", "3")
-    )
+    outcome = recipe.main(_realign_argv(checkpoints, output_dir, "--save_steps", "1", "--stop_after_steps", "3"))
     assert outcome.interrupted and not (output_dir / "model").exists()
     checkpoint = latest_checkpoint(output_dir)
     assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 3

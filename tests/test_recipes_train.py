@@ -38,7 +38,7 @@ def tiny_args(assets, output_dir, *extra) -> list[str]:
         "--per_device_eval_batch_size", "8",
         "--stage1_epochs", "1",
         "--stage2_epochs", "1",
-        "--disable_progress_bar",
+        "--disable_tqdm",
         *extra,
     ]  # fmt: skip
 
@@ -80,7 +80,7 @@ def test_finetune_from_a_yaml_file_with_a_dpt_head(assets, tmp_path):
         "per_device_train_batch_size": 8,
         "stage1_epochs": 1,
         "stage2_epochs": 1,
-        "disable_progress_bar": True,
+        "disable_tqdm": True,
     }
     path = tmp_path / "finetune.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -122,7 +122,7 @@ def test_output_folder_holding_another_run_is_an_error_unless_overwritten(assets
 
 def test_interrupted_run_leaves_no_model_and_resumes_to_the_uninterrupted_result(assets, tmp_path):
     finetune = load_recipe("finetune")
-    common = ["--model_name_or_path", assets["encoder"], "--task", "segmentation", "--checkpointing_steps", "2"]
+    common = ["--model_name_or_path", assets["encoder"], "--task", "segmentation", "--save_steps", "2"]
     reference = finetune.main(tiny_args(assets, tmp_path / "ref", *common))
     out = tmp_path / "run"
     finetune.main(tiny_args(assets, out, *common, "--stop_after_steps", "5"))
@@ -167,10 +167,10 @@ def test_bad_inputs_fail_with_one_clear_line(assets, tmp_path):
         ("run", "--per_device_train_batch_size", "0", "a positive integer"),
         ("run", "--per_device_eval_batch_size", "-2", "a positive integer"),
         ("run", "--gradient_accumulation_steps", "0", "a positive integer"),
-        ("run", "--checkpointing_steps", "0", "a positive integer (or unset)"),
+        ("run", "--save_steps", "0", "a positive integer (or unset)"),
         ("run", "--stop_after_steps", "-1", "a positive integer (or unset)"),
         ("run", "--eval_steps", "0", "a positive integer (or unset)"),
-        ("run", "--checkpoints_total_limit", "0", "a positive integer"),
+        ("run", "--save_total_limit", "0", "a positive integer"),
         ("run", "--logging_steps", "-1", "an integer >= 0"),
         ("run", "--max_grad_norm", "0", "a positive number"),
         ("run", "--warmup_ratio", "1.5", "in [0, 1)"),
@@ -181,12 +181,12 @@ def test_bad_inputs_fail_with_one_clear_line(assets, tmp_path):
         ("finetune", "--stage1_patience", "0", "a positive integer (or unset)"),
         ("finetune", "--stage1_learning_rate", "0", "a positive number"),
         ("mtl", "--stage1_epochs", "-1", "a positive integer"),
-        ("encoder", "--batch_size", "0", "a positive integer"),
+        ("encoder", "--num_train_epochs", "0", "a positive integer"),
         ("encoder", "--mask_ratio", "1", "in [0, 1)"),
-        ("realign", "--num_epochs", "0", "a positive integer"),
-        ("realign", "--eval_batch_size", "0", "a positive integer"),
+        ("realign", "--num_train_epochs", "0", "a positive integer"),
+        ("realign", "--head_epochs", "0", "a positive integer"),
         ("realign", "--learning_rate", "0", "a positive number"),
-        ("realign", "--realign_samples", "0", "a positive integer (or unset)"),
+        ("realign", "--early_stopping_patience", "0", "a positive integer (or unset)"),
     ],
 )
 def test_non_positive_sizes_steps_and_epochs_are_refused_at_parsing(types, option, value, message):
@@ -215,7 +215,7 @@ def test_default_encoder_is_pretrained_once_and_reused(assets, tmp_path):
     encoder_yaml = tmp_path / "encoder.yaml"
     encoder_yaml.write_text(
         yaml.safe_dump({"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_ratio": 2,
-                        "num_epochs": 1, "batch_size": 8})
+                        "num_train_epochs": 1})
     )  # fmt: skip
     finetune = load_recipe("finetune")
     pretrain = ["--pretrain_encoder", "--encoder_config", str(encoder_yaml)]
@@ -235,8 +235,8 @@ def test_pretrain_main_writes_a_dinov2_folder(assets, tmp_path):
         "--dataset", assets["dataset"],
         "--output_dir", str(tmp_path / "enc"),
         "--hidden_size", "32", "--num_hidden_layers", "2", "--num_attention_heads", "2", "--mlp_ratio", "2",
-        "--num_epochs", "2", "--batch_size", "8",
-        "--disable_progress_bar",
+        "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
+        "--disable_tqdm",
     ])  # fmt: skip
     encoder = Dinov2Model.from_pretrained(folder)
     assert (encoder.config.hidden_size, encoder.config.patch_size, encoder.config.image_size) == (32, 8, 32)
@@ -264,7 +264,7 @@ def test_push_to_hub_uploads_the_model_folder(assets, tmp_path, monkeypatch):
     folder = load_recipe("finetune").main(
         tiny_args(
             assets, tmp_path / "run", "--model_name_or_path", assets["encoder"], "--task", "depth",
-            "--push_to_hub", "org/name", "--hub_private_repo",
+            "--push_to_hub", "--hub_model_id", "org/name", "--hub_private_repo",
         )
     )  # fmt: skip
     assert [c[0] for c in calls] == ["init", "create_repo", "create_commit"]
@@ -282,7 +282,7 @@ def test_push_to_hub_uploads_the_model_folder(assets, tmp_path, monkeypatch):
             load_recipe("finetune").main(
                 tiny_args(
                     assets, tmp_path / "run", "--model_name_or_path", assets["encoder"], "--task", "depth",
-                    "--push_to_hub", "org/name", "--hub_private_repo",
+                    "--push_to_hub", "--hub_model_id", "org/name", "--hub_private_repo",
                 )
             )  # fmt: skip
         return str(exit_info.value.code)
@@ -328,6 +328,7 @@ def test_shipped_yaml_configs_parse(config):
     from hf_simo.data import DataArguments
     from hf_simo.realign.arguments import RealignArguments
     from hf_simo.training.arguments import EncoderArguments, FinetuneArguments, MTLArguments
+    from hf_simo.utils.logging import CommonArguments
 
     kind = config.stem.split("_")[0]
     recipe = {"pretrain": "pretrain_encoder", "finetune": "finetune", "train": "train_mtl", "realign": "realign"}
@@ -339,8 +340,9 @@ def test_shipped_yaml_configs_parse(config):
         "train": MTLArguments,
         "realign": RealignArguments,
     }[kind]
-    assert isinstance(parsed[0], first) and isinstance(parsed[1], DataArguments)
-    assert parse_args(command.arguments, [str(config)]) == parsed  # the legacy sole-YAML form reads the same
+    assert isinstance(parsed[0], first) and [type(p) for p in parsed].count(DataArguments) == 1
+    legacy = parse_args([*command.arguments, CommonArguments], [str(config)])
+    assert legacy[:-1] == parsed  # the legacy sole-YAML form reads the same
 
 
 def test_encoder_learning_rate_and_layer_decay_reach_the_optimizer(assets, tmp_path, monkeypatch):

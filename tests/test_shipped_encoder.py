@@ -33,8 +33,8 @@ def load_recipe(name: str):
 def pretrain(output_dir: Path, *extra: str) -> Path:
     return load_recipe("pretrain_encoder").main([
         "--dataset", "pretraining", "--train_samples", "48", "--validation_samples", "8", "--image_size", "32",
-        *TINY_ENCODER, "--num_epochs", "2", "--batch_size", "8", "--logging_steps", "2",
-        "--output_dir", str(output_dir), "--disable_progress_bar", *extra,
+        *TINY_ENCODER, "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--logging_steps", "2",
+        "--output_dir", str(output_dir), "--disable_tqdm", *extra,
     ])  # fmt: skip
 
 
@@ -87,10 +87,12 @@ def test_shipped_encoder_records_how_it_was_made():
 
 def test_a_missing_shipped_encoder_is_a_clear_error(tmp_path, monkeypatch):
     import hf_simo.encoders as encoders
+    from hf_simo.errors import SimoError
 
-    monkeypatch.setattr(encoders, "_ROOT", tmp_path)
-    with pytest.raises(encoders.ShippedEncoderMissingError, match="--pretrain_encoder"):
+    monkeypatch.setattr("hf_simo.encoders.shipped._ROOT", tmp_path)  # where shipped_encoder_path looks it up
+    with pytest.raises(encoders.ShippedEncoderMissingError, match="--pretrain_encoder") as error:
         encoders.shipped_encoder_path()
+    assert isinstance(error.value, SimoError) and isinstance(error.value, FileNotFoundError)  # one line in the CLI
 
 
 # ---------------------------------------------------------------------------------------------- the recipes' default
@@ -105,7 +107,7 @@ def tiny_finetune(data: str, output_dir: Path, *extra: str) -> list[str]:
     return [
         "--dataset", data, "--output_dir", str(output_dir), "--task", "depth",
         "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8",
-        "--stage1_epochs", "1", "--stage2_epochs", "1", "--disable_progress_bar", *extra,
+        "--stage1_epochs", "1", "--stage2_epochs", "1", "--disable_tqdm", *extra,
     ]  # fmt: skip
 
 
@@ -182,7 +184,7 @@ def test_ship_encoder_stores_bfloat16_when_float32_is_too_large(pretrained_run, 
 
 def test_a_run_stopped_at_a_plateau_ships_its_newest_checkpoint(tmp_path):
     run = tmp_path / "stopped"
-    pretrain(run, "--stop_after_steps", "4", "--checkpointing_steps", "2", "--keep_checkpoints")
+    pretrain(run, "--stop_after_steps", "4", "--save_steps", "2", "--keep_checkpoints")
     assert not (run / "model").exists()
     destination = tmp_path / "shipped"
     load_recipe("ship_encoder").main(["--run_dir", str(run), "--destination", str(destination)])

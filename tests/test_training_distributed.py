@@ -31,11 +31,11 @@ WORKER = textwrap.dedent(
     from hf_simo import SimoModel
     from hf_simo.metrics import MultiTaskMetrics
     from hf_simo.training import evaluate, make_accelerator, make_eval_loader
-    from hf_simo.training.data import make_simo_loss_fn
+    from hf_simo.training import make_simo_loss_fn
 
     model_dir, data_dir, out = sys.argv[1:4]
     torch.set_num_threads(1)
-    accelerator = make_accelerator(out, log_with=None)
+    accelerator = make_accelerator(out, report_to=None)
     model = SimoModel.from_pretrained(model_dir).to(accelerator.device)  # keeps unused parameters frozen for DDP
     validation = load_from_disk(data_dir)["validation"].with_format("torch").select_columns(
         ["image", *model.task_names]
@@ -105,7 +105,7 @@ def test_two_process_finetune_and_exact_sharded_evaluation(tmp_path):
                 "--dataset", str(data), "--model_name_or_path", str(encoder), "--task", "segmentation",
                 "--output_dir", str(output_dir), "--per_device_train_batch_size", "4",
                 "--per_device_eval_batch_size", "4", "--stage1_epochs", "1", "--stage2_epochs", "2",
-                "--disable_progress_bar", "--checkpointing_steps", "3", *extra,
+                "--disable_tqdm", "--save_steps", "3", *extra,
             ],
             tmp_path,
         )  # fmt: skip
@@ -139,10 +139,9 @@ def test_two_process_finetune_and_exact_sharded_evaluation(tmp_path):
     from datasets import load_from_disk
 
     from hf_simo.metrics import MultiTaskMetrics
-    from hf_simo.training import evaluate, make_accelerator, make_eval_loader
-    from hf_simo.training.data import make_simo_loss_fn
+    from hf_simo.training import evaluate, make_accelerator, make_eval_loader, make_simo_loss_fn
 
-    accelerator = make_accelerator(tmp_path / "single", log_with=None)
+    accelerator = make_accelerator(tmp_path / "single", report_to=None)
     validation = load_from_disk(str(data))["validation"].with_format("torch").select_columns(["image", "segmentation"])
     metrics = MultiTaskMetrics(model.config.task_specs)
     single = evaluate(

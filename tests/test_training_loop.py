@@ -18,18 +18,19 @@ from hf_simo.testing_utils import TINY_ENCODER, TINY_TASK_SPECS, make_tiny_datas
 from hf_simo.training import (
     Stage,
     TrainerConfig,
+    TrainingError,
     evaluate,
     fit,
     latest_checkpoint,
     list_checkpoints,
     make_accelerator,
     make_eval_loader,
+    make_simo_loss_fn,
     read_jsonl,
     shard_bounds,
     shard_dataset,
 )
-from hf_simo.training.data import make_simo_loss_fn
-from hf_simo.training.loop import TRAINER_STATE_NAME, TrainingError
+from hf_simo.training.checkpoints import TRAINER_STATE_NAME
 
 
 DPT_TINY = {"fusion_hidden_size": 16}
@@ -66,7 +67,7 @@ def two_stages(epochs=(2, 2), patience=None) -> list[Stage]:
 
 def run_fit(model, data, output_dir, stages=None, accumulation=1, stop=None, augment=True, **config):
     tasks = model.task_names
-    accelerator = make_accelerator(output_dir, gradient_accumulation_steps=accumulation, log_with="jsonl")
+    accelerator = make_accelerator(output_dir, gradient_accumulation_steps=accumulation, report_to="jsonl")
     specs = {t: TINY_TASK_SPECS[t] for t in tasks}
     trainer_config = TrainerConfig(
         output_dir=output_dir,
@@ -110,7 +111,7 @@ def test_shard_bounds_partition_without_padding():
 
 def test_two_stage_training_learns_and_freezes_the_encoder_in_stage_one(tiny_data, tmp_path):
     model = tiny_simo()
-    accelerator = make_accelerator(tmp_path / "probe", log_with=None)
+    accelerator = make_accelerator(tmp_path / "probe", report_to=None)
     loader = make_eval_loader(
         tiny_data["validation"].select_columns(["image", "segmentation", "depth"]), accelerator, 6
     )
@@ -120,7 +121,7 @@ def test_two_stage_training_learns_and_freezes_the_encoder_in_stage_one(tiny_dat
     heads_before = {k: v.clone() for k, v in model.heads.state_dict().items()}
     snapshots = []
 
-    accelerator = make_accelerator(tmp_path / "run", log_with="jsonl")
+    accelerator = make_accelerator(tmp_path / "run", report_to="jsonl")
     result = fit(
         accelerator,
         model,
@@ -194,7 +195,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path):
     train = [{"x": torch.tensor(1.0), "y": torch.tensor(1.0)} for _ in range(8)]
     validation = [{"x": torch.tensor(1.0), "y": torch.tensor(0.3)} for _ in range(4)]
     model = Scale()
-    accelerator = make_accelerator(tmp_path, log_with=None)
+    accelerator = make_accelerator(tmp_path, report_to=None)
     stage = Stage("fit", learning_rate=0.1, num_epochs=20, early_stopping_patience=2, weight_decay=0.0)
     config = TrainerConfig(output_dir=tmp_path, train_batch_size=4, progress_bar=False)
     result = fit(accelerator, model, [stage], train, validation, scale_loss, config)
@@ -241,7 +242,7 @@ def test_sharded_evaluation_equals_single_process_evaluation(tiny_data, tmp_path
     tasks = model.task_names
     validation = tiny_data["validation"].select_columns(["image", *tasks])
     loss_fn = make_simo_loss_fn(model.config.tasks)
-    accelerator = make_accelerator(tmp_path, log_with=None)
+    accelerator = make_accelerator(tmp_path, report_to=None)
     full_metrics = MultiTaskMetrics(model.config.task_specs)
     full = evaluate(accelerator, model, make_eval_loader(validation, accelerator, 12), loss_fn, full_metrics)
 
@@ -281,7 +282,7 @@ def test_fit_rejects_bad_configurations(tiny_data, tmp_path):
 
 
 def test_trackers_are_optional(tmp_path, caplog):
-    from hf_simo.training.utils import JSONLTracker, resolve_trackers
+    from hf_simo.training import JSONLTracker, resolve_trackers
 
     assert resolve_trackers("none", tmp_path, "run") == [] and resolve_trackers(None, tmp_path, "run") == []
     trackers = resolve_trackers("jsonl,tensorboard", tmp_path, "run")
@@ -297,10 +298,10 @@ def test_trackers_are_optional(tmp_path, caplog):
 
 
 def test_make_accelerator_refuses_silent_single_process_launches(tmp_path, monkeypatch):
-    make_accelerator(tmp_path, log_with=None)  # the process state exists: no process group is attempted below
+    make_accelerator(tmp_path, report_to=None)  # the process state exists: no process group is attempted below
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RuntimeError, match="ACCELERATE_USE_CPU"):
-        make_accelerator(tmp_path, log_with=None)
+        make_accelerator(tmp_path, report_to=None)
     monkeypatch.delenv("WORLD_SIZE")
     assert os.environ.get("WORLD_SIZE") is None
 
@@ -317,7 +318,7 @@ def fresh_accelerate_state():
 
 def test_bf16_autocast_training_keeps_fp32_weights(tiny_data, tmp_path, fresh_accelerate_state):
     model = tiny_simo(tasks=("segmentation",), dpt=())
-    accelerator = make_accelerator(tmp_path, mixed_precision="bf16", log_with=None)
+    accelerator = make_accelerator(tmp_path, mixed_precision="bf16", report_to=None)
     assert accelerator.mixed_precision == "bf16"
     seen = []
     activations = []
@@ -342,13 +343,13 @@ def test_bf16_autocast_training_keeps_fp32_weights(tiny_data, tmp_path, fresh_ac
     assert seen and all(dtype == torch.float32 for dtype in seen)  # losses are computed in float32
     assert activations and all(dtype == torch.bfloat16 for dtype in activations)  # matmuls ran in bf16
     with pytest.raises(ValueError, match="fp16"):
-        make_accelerator(tmp_path, mixed_precision="fp16", cpu=True, log_with=None)
+        make_accelerator(tmp_path, mixed_precision="fp16", cpu=True, report_to=None)
 
 
 @pytest.mark.parametrize("total_steps", [1, 2, 19, 20, 21, 40, 200])
 def test_one_cycle_schedule_survives_a_one_step_warmup(total_steps):
     """torch's OneCycleLR divides by zero when warmup_ratio * total_steps == 1 (20 steps at 5%)."""
-    from hf_simo.training.loop import one_cycle_schedule
+    from hf_simo.training import one_cycle_schedule
 
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([parameter], lr=1.0)

@@ -76,7 +76,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     progress = not are_progress_bars_disabled()  # the one switch (--disable_tqdm, HF_HUB_DISABLE_PROGRESS_BARS)
     data = DataArguments(**forwarded(args, "DataArguments"))
     # num_threads (forwarded): else every training stage would reset torch to all cores
-    run = RunArguments(log_with="jsonl", disable_progress_bar=not progress, **forwarded(args, "RunArguments"))
+    run = RunArguments(report_to="jsonl", **forwarded(args, "RunArguments"))
     timings: dict[str, float] = {}
 
     def timed(name: str, start: float) -> None:

@@ -1,5 +1,7 @@
-"""`RealignArguments`: the merging and re-alignment options of `hf-simo realign` / `recipes/realign.py` (paper
-sections 3.0.2 and 5); the data and run options are `DataArguments` and `RunArguments`. Plain dataclass, no torch."""
+"""`RealignArguments`: the re-alignment options of `hf-simo realign` / `recipes/realign.py` (paper sections 3.0.2 and
+5). The sources are `SourceArguments`, the merge `MergeMethodArguments`, the data `DataArguments`, the run settings
+`RunArguments` (its batch sizes, precision, checkpoints, trackers reach the re-alignment), the Hub
+`HubOptions`/`PushOptions`. Plain dataclass, no torch."""
 
 from __future__ import annotations
 
@@ -8,46 +10,41 @@ from dataclasses import dataclass
 
 from ..errors import OptionError
 from ..merging.arguments import DEFAULT_ALPHA_GRID
-from ..utils.fields import option, require_positive
+from ..utils.fields import option, require_non_negative, require_positive
 
 
 @dataclass
 class RealignArguments:
-    """Merging and re-alignment (paper sections 3.0.2 and 5)."""
+    """Re-alignment after merging (paper sections 3.0.2 and 5)."""
 
     mode: str = option("representation", "Re-alignment: head (cached features), representation (adapters) or none.")
-    task_checkpoints: list[str] | None = option(
-        None,
-        "Single-task SimoModel checkpoints, [NAME=]SOURCE[@REVISION] (Hub ids or folders). Default: the embedded "
-        "benchmark's, trained with recipes/finetune.py on first use.",
-    )
-    base_model: str | None = option(None, "θ_0 (default: the base recorded in the checkpoints).")
-    merge_method: str = option(
-        "task_arithmetic", "task_arithmetic, ties, dare, breadcrumbs, magnitude, consensus, lines."
-    )
-    merge_options: str | None = option(None, "Method options as JSON (a mapping in YAML), e.g. '{\"density\": 0.2}'.")
-    alpha: float | None = option(None, "Merge scaling α; default: tuned on the validation split over --alpha_grid.")
     alpha_grid: list[float] = option(list(DEFAULT_ALPHA_GRID), "α values tried when --alpha is not given.")
-    allow_distant: bool = option(
-        False,
-        "Only warn (instead of refusing) when a task encoder is farther from the base than fine-tuning moves it.",
-    )
     rank: int = option(16, "Adapter rank (the paper: 16).")
     adapter: str = option("lora", "lora (block(x) + BAx through PEFT) or relu (the authors' code variant).")
     lora_target_modules: list[str] | None = option(
         None, "Instead of block adapters, a standard LoRA on these modules (e.g. q_proj k_proj v_proj o_proj fc1 fc2)."
     )
     learning_rate: float = option(1e-3, "Representation re-alignment peak learning rate (adapters and heads).")
-    num_epochs: int = option(30, "Representation re-alignment epochs over the re-alignment samples.")
-    patience: int | None = option(5, "Early-stopping patience (epochs) on the held-out part of the validation split.")
+    num_train_epochs: int = option(30, "Representation re-alignment epochs over the re-alignment samples.")
+    early_stopping_patience: int | None = option(
+        5, "Early-stopping patience (epochs) on the held-out part of the validation split."
+    )
     head_learning_rate: float = option(1e-3, "Head re-alignment peak learning rate.")
     head_epochs: int = option(50, "Head re-alignment epochs (on cached features: cheap).")
+    head_weight_decay: float = option(1e-4, "Head re-alignment AdamW weight decay.")
     heldout_fraction: float = option(0.2, "Part of the validation split kept for early stopping.")
-    realign_samples: int | None = option(None, "Use only the first N validation samples (data-efficiency studies).")
-    eval_batch_size: int = option(64, "Evaluation batch size.")
 
     def __post_init__(self) -> None:
         check_arguments(self)  # at argument parsing: a bad value fails before any merging or training
+
+
+# old spellings, refused with exit 2 naming the new option (with RunArguments' `RUN_RENAMED`)
+REALIGN_RENAMED = {
+    "num_epochs": "--num_train_epochs",
+    "patience": "--early_stopping_patience",
+    "realign_samples": "--max_eval_samples",
+    "eval_batch_size": "--per_device_eval_batch_size",
+}
 
 
 def check_arguments(args: RealignArguments) -> None:
@@ -60,16 +57,13 @@ def check_arguments(args: RealignArguments) -> None:
         raise OptionError(f"--rank must be a positive integer (the paper uses 16), got {args.rank!r}")
     if not 0.0 <= args.heldout_fraction < 1.0:
         raise OptionError(f"--heldout_fraction must be in [0, 1), got {args.heldout_fraction}")
-    if args.alpha is not None and not (math.isfinite(args.alpha) and args.alpha >= 0):
-        raise OptionError(f"--alpha must be a finite number >= 0, got {args.alpha}")
-    if args.alpha is None and not args.alpha_grid:
-        raise OptionError("--alpha_grid is empty; give α values to search or a fixed --alpha")
     bad = [a for a in args.alpha_grid or [] if not (math.isfinite(a) and a >= 0)]
-    if args.alpha is None and bad:
+    if bad:
         raise OptionError(f"--alpha_grid must hold finite numbers >= 0, got {bad}")
-    require_positive(args, "num_epochs", "head_epochs", "eval_batch_size")
-    require_positive(args, "patience", "realign_samples", optional=True)
+    require_positive(args, "num_train_epochs", "head_epochs")
+    require_positive(args, "early_stopping_patience", optional=True)
     require_positive(args, "learning_rate", "head_learning_rate", integer=False)
+    require_non_negative(args, "head_weight_decay", integer=False)
 
 
-__all__ = ["RealignArguments", "check_arguments"]
+__all__ = ["REALIGN_RENAMED", "RealignArguments", "check_arguments"]

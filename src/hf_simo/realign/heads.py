@@ -12,146 +12,17 @@ Augmentation changes the encoder's input, so it cannot reuse cached features: `a
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from ..losses import task_loss
-from ..modeling_simo import SimoEncoding, SimoModel, freeze_unused_parameters
-from ..training.loop import one_cycle_schedule
-
-
-@dataclass
-class FeatureCache:
-    """Encoder features of a fixed set of images, with their labels.
-
-    features: block index -> (N, 1 + h*w, C); labels: task -> (N, ...); one grid and padding for all samples.
-    """
-
-    features: dict[int, torch.Tensor]
-    labels: dict[str, torch.Tensor]
-    grid: tuple[int, int]
-    padding: tuple[int, int, int, int]
-    key: str = ""
-
-    def __len__(self) -> int:
-        return next(iter(self.features.values())).shape[0]
-
-    def encoding(self, index: torch.Tensor, device: torch.device | None = None) -> SimoEncoding:
-        return SimoEncoding(
-            features={layer: f[index].to(device=device, dtype=torch.float32) for layer, f in self.features.items()},
-            grid=self.grid,
-            padding=self.padding,
-        )
-
-    def save(self, path: str | os.PathLike) -> None:
-        """One safetensors file, written atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {f"features.{k}": v.contiguous() for k, v in self.features.items()}
-        tensors |= {f"labels.{k}": v.contiguous() for k, v in self.labels.items()}
-        metadata = {"grid": json.dumps(list(self.grid)), "padding": json.dumps(list(self.padding)), "key": self.key}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=metadata)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> FeatureCache:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata()
-        tensors = load_file(str(path))
-        return cls(
-            features={int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("features.")},
-            labels={k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("labels.")},
-            grid=tuple(json.loads(metadata["grid"])),
-            padding=tuple(json.loads(metadata["padding"])),
-            key=metadata.get("key", ""),
-        )
-
-
-def encoder_fingerprint(model: SimoModel) -> str:
-    """sha256 of the encoder's tensors (names, shapes, dtypes, bytes): the cache key's model half."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.dinov2.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str((tuple(tensor.shape), str(tensor.dtype))).encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-@torch.no_grad()
-def compute_feature_cache(
-    model: SimoModel,
-    batches: Iterable[dict],
-    *,
-    dtype: torch.dtype = torch.float32,
-    data_fingerprint: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> FeatureCache:
-    """Run the encoder once over `batches` ({"pixel_values", "labels"}) and keep what the heads read.
-
-    With `cache_dir` and `data_fingerprint` (e.g. a `datasets` fingerprint), the cache is stored on disk under a key
-    of the encoder weights, the data, the layers and the dtype, and reused when the same key comes back.
-    """
-    layers = model.config.feature_layers()
-    key = None
-    if cache_dir is not None and data_fingerprint is not None:
-        payload = json.dumps([encoder_fingerprint(model), data_fingerprint, layers, str(dtype)])
-        key = hashlib.sha256(payload.encode()).hexdigest()[:32]
-        path = Path(cache_dir) / f"features-{key}.safetensors"
-        if path.is_file():
-            return FeatureCache.load(path)
-    was_training = model.training
-    model.eval()
-    features: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
-    labels: dict[str, list[torch.Tensor]] = {}
-    grid = padding = size = None
-    try:
-        for batch in tqdm(batches, desc="Caching encoder features", disable=not progress):
-            pixel_values = batch["pixel_values"].to(model.device)
-            if size is not None and tuple(pixel_values.shape[-2:]) != size:
-                raise ValueError(
-                    f"cached features need one image size; got {tuple(pixel_values.shape[-2:])} after {size} "
-                    "(resize or crop the re-alignment data to a single size)"
-                )
-            size = tuple(pixel_values.shape[-2:])
-            encoding = model.encode(pixel_values, layers=layers)
-            grid, padding = encoding.grid, encoding.padding
-            for layer in layers:
-                features[layer].append(encoding.features[layer].to(device="cpu", dtype=dtype))
-            for task, value in batch["labels"].items():
-                labels.setdefault(task, []).append(value.cpu())
-    finally:
-        model.train(was_training)
-    if grid is None:
-        raise ValueError("no batches to compute features from: the re-alignment data is empty")
-    cache = FeatureCache(
-        features={k: torch.cat(v) for k, v in features.items()},
-        labels={k: torch.cat(v) for k, v in labels.items()},
-        grid=grid,
-        padding=padding,
-        key=key or "",
-    )
-    if key is not None:
-        cache.save(Path(cache_dir) / f"features-{key}.safetensors")
-    return cache
+from ..modeling_simo import SimoModel, freeze_unused_parameters
+from ..training.optim import one_cycle_schedule
+from ..utils.logging import progress_bar
+from .feature_cache import FeatureCache, compute_feature_cache
 
 
 @dataclass
@@ -212,17 +83,17 @@ def realign_heads(
     learning_rate: float = 1e-3,
     weight_decay: float = 1e-4,
     max_grad_norm: float = 25.0,
+    warmup_ratio: float = 0.05,
     heldout_fraction: float = 0.2,
     patience: int = 5,
     seed: int = 0,
     encoder_in_the_loop: bool = False,
     augment: Callable | None = None,
-    progress: bool = True,
 ) -> HeadRealignmentResult:
     """Retrain every head of `model` on a frozen encoder's features; heads end at their best held-out epoch.
 
     `data` is a `FeatureCache` (the fast path) or batches `{"pixel_values", "labels"}`, which are cached first unless
-    `encoder_in_the_loop=True`. Optimiser as in the paper: AdamW, one-cycle schedule with 5% warm-up, clipping 25.
+    `encoder_in_the_loop=True`. Optimiser as in the paper: AdamW, one-cycle schedule with 5% warm-up, clipping 25 (the defaults).
     """
     tasks = model.task_names if tasks is None else list(tasks)
     model.check_task_names(tasks)
@@ -245,7 +116,7 @@ def realign_heads(
         labels = {t: torch.cat([b["labels"][t] for b in batches]) for t in batches[0]["labels"]}
         source = _PixelSource(model, pixels, labels, augment)
     else:
-        source = _CachedSource(model, compute_feature_cache(model, data, progress=progress))
+        source = _CachedSource(model, compute_feature_cache(model, data))
     available = source.cache.labels if isinstance(source, _CachedSource) else source.labels
     missing = [t for t in tasks if t not in available]
     if missing:
@@ -268,7 +139,7 @@ def realign_heads(
     all_params = [p for t in tasks for p in params[t]]
     optimizer = torch.optim.AdamW(all_params, lr=learning_rate, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(train) / batch_size)
-    scheduler = one_cycle_schedule(optimizer, learning_rate, steps_per_epoch * epochs, 0.05)
+    scheduler = one_cycle_schedule(optimizer, learning_rate, steps_per_epoch * epochs, warmup_ratio)
     specs = {t: model.config.get_task(t) for t in tasks}
 
     def evaluate() -> dict[str, float]:
@@ -287,7 +158,7 @@ def realign_heads(
     best_state = {t: copy.deepcopy(model.heads[t].state_dict()) for t in tasks}
     best_epoch = dict.fromkeys(tasks, 0)
     history, steps, stale, epoch = [], 0, 0, 0
-    for epoch in tqdm(range(1, epochs + 1), desc="Head re-alignment", disable=not progress):
+    for epoch in progress_bar(range(1, epochs + 1), desc="Head re-alignment"):
         model.heads.train()
         permutation = train[torch.randperm(len(train), generator=generator)]
         running = dict.fromkeys(tasks, 0.0)
@@ -337,4 +208,4 @@ def realign_heads(
     )
 
 
-__all__ = ["FeatureCache", "HeadRealignmentResult", "compute_feature_cache", "encoder_fingerprint", "realign_heads"]
+__all__ = ["HeadRealignmentResult", "realign_heads"]

@@ -13,10 +13,36 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError, RunConflictError, UnknownTaskError
-from ..merging import DEFAULT_MAX_RELATIVE_DISTANCE
 from ..metrics import render_table
 from ..modeling_simo import SimoModel
+from ..utils.logging import get_logger
 from .arguments import RealignArguments, check_arguments
+
+
+logger = get_logger(__name__)
+
+# RunArguments fields each mode cannot use: a value other than the default is refused (it would be dropped)
+TRAINING_FIELDS = (
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "mixed_precision",
+    "max_grad_norm",
+    "weight_decay",
+    "warmup_ratio",
+    "early_stopping_threshold",
+    "eval_steps",
+    "save_steps",
+    "save_total_limit",
+    "logging_steps",
+    "dataloader_num_workers",
+)
+HEAD_USES = ("per_device_train_batch_size", "max_grad_norm", "warmup_ratio")  # what realign_heads receives
+UNUSED_BY_MODE = {"head": tuple(f for f in TRAINING_FIELDS if f not in HEAD_USES), "none": TRAINING_FIELDS}
+MODE_REASON = {
+    "head": "head re-alignment trains on cached features in one process, in fp32, one evaluation per epoch, "
+    "without checkpoints (its weight decay is --head_weight_decay)",
+    "none": "--mode none trains nothing",
+}
 
 
 @dataclass
@@ -32,44 +58,28 @@ class RealignOutcome:
 
 
 def ensure_single_task_checkpoints(tasks: list[str], data, run) -> dict[str, str]:
-    """The embedded single-task checkpoints, trained with the fine-tuning recipe when missing (cached)."""
-    from ..training.arguments import FinetuneArguments, RunArguments
-    from ..training.finetune import dataset_tag, run_finetune
+    """The embedded single-task checkpoints, trained with the fine-tuning recipe when missing (cached): every run
+    setting of the realign job reaches them (`sub_run`), each in the recipe's default folder."""
+    from ..training.arguments import FinetuneArguments
+    from ..training.finetune import dataset_tag, run_finetune, sub_run
 
     sources = {}
     for task in tasks:
-        task_run = RunArguments(
-            output_dir=f"outputs/finetune-{dataset_tag(data)}-{task}",
-            seed=run.seed,
-            mixed_precision=run.mixed_precision,
-            num_threads=run.num_threads,
-            log_with=run.log_with,
-            disable_progress_bar=run.disable_progress_bar,
-        )
-        sources[task] = str(run_finetune(FinetuneArguments(task=task), data, task_run))
+        folder = f"outputs/finetune-{dataset_tag(data)}-{task}"
+        try:
+            sources[task] = str(run_finetune(FinetuneArguments(task=task), data, sub_run(run, folder)))
+        except RunConflictError as err:
+            raise RunConflictError(
+                f"the single-task checkpoint of {task!r} in {folder} was trained with other settings ({err}); give "
+                "--task_checkpoints, or move that folder away to retrain it with these settings"
+            ) from err
     return sources
 
 
-def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
-    """Merge → re-align on validation → evaluate on test → save; see the module docstring."""
-    from ..atomic import atomic_folder, atomic_write_json, atomic_write_text
-    from ..cards import write_model_card
-    from ..data import load_data
-    from ..evaluation import evaluate, evaluate_dataset, primary_values, simo_batches
-    from ..image_processing_simo import make_image_processor
-    from ..merging import parse_task_sources, search_and_merge
-    from ..training.arguments import identity, json_mapping
-    from ..training.finetune import dataset_tag, dataset_task_specs, image_size_of
-    from ..training.run import (
-        MODEL_DIR,
-        check_output_dir,
-        claim_output_dir,
-        cleanup_checkpoints,
-        push_from_main_process,
-        save_atomically,
-    )
-    from ..training.utils import configure_threads, make_accelerator
-    from .steps import RealignmentSettings, realign
+def check_realign_options(args: RealignArguments, source, method, data, run) -> None:
+    """Refuse, before any work, every option this re-alignment would drop (one line naming the option)."""
+    from ..training.accelerator import resolve_launch_setting
+    from ..training.arguments import RunArguments
 
     check_arguments(args)
     if run.stop_after_steps is not None and args.mode != "representation":
@@ -77,19 +87,61 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
             "--stop_after_steps applies to --mode representation (adapter training, checkpointed); head "
             "re-alignment trains on cached features and is not checkpointed"
         )
-    configure_threads(run.num_threads)
-    output_dir = Path(run.output_dir or f"outputs/realign-{dataset_tag(data)}-{args.merge_method}-{args.mode}")
+    defaults = RunArguments()
+    resolved = {
+        "mixed_precision": (resolve_launch_setting("mixed_precision", run.mixed_precision), "no"),
+        "gradient_accumulation_steps": (
+            resolve_launch_setting("gradient_accumulation_steps", run.gradient_accumulation_steps),
+            1,
+        ),
+    }
+    for name in UNUSED_BY_MODE.get(args.mode, ()):
+        value, default = resolved.get(name, (getattr(run, name), getattr(defaults, name)))
+        if value != default:
+            raise OptionError(f"--{name} {value} does not apply to --mode {args.mode} ({MODE_REASON[args.mode]})")
+    if source.task_checkpoints:
+        for name, default in (("max_train_samples", None), ("augment", True)):
+            if getattr(data, name) != default:
+                raise OptionError(
+                    f"--{name} applies only when realign trains its own single-task checkpoints (without "
+                    "--task_checkpoints)"
+                )
+    if method.coefficients is not None:
+        raise OptionError("--coefficients is a merge option (hf-simo merge); realign merges with one α")
+    if method.alpha is None and not args.alpha_grid:
+        raise OptionError("--alpha_grid is empty; give α values to search or a fixed --alpha")
+
+
+def run_realign(args: RealignArguments, source, method, data, run, push=None) -> RealignOutcome:
+    """Merge → re-align on validation → evaluate on test → save; see the module docstring.
+
+    `source`/`method`: `hf_simo.merging.arguments.SourceArguments` / `MergeMethodArguments`; `data`, `run`, `push`:
+    `DataArguments`, `RunArguments`, `hf_simo.hub.PushOptions`.
+    """
+    from ..atomic import atomic_folder, atomic_write_json, atomic_write_text
+    from ..cards import write_model_card
+    from ..data import load_data
+    from ..evaluation import evaluate, evaluate_dataset, primary_values, simo_batches
+    from ..image_processing_simo import make_image_processor
+    from ..merging import parse_task_sources, search_and_merge
+    from ..training.arguments import identity
+    from ..training.finetune import dataset_tag, dataset_task_specs, image_size_of
+    from ..training.run import MODEL_DIR, TrainingRun
+    from .steps import RealignmentSettings, realign
+
+    check_realign_options(args, source, method, data, run)
+    options = method.method_options()
+    output_dir = Path(run.output_dir or f"outputs/realign-{dataset_tag(data)}-{method.merge_method}-{args.mode}")
     if (output_dir / MODEL_DIR).exists() and not run.overwrite_output_dir:
         raise RunConflictError(f"{output_dir}/model already exists; pass --overwrite_output_dir to replace it")
-    accelerator = make_accelerator(output_dir, seed=run.seed, log_with="none", run_name="realign")
     # what the run computes: the same arguments resume an interrupted run's checkpoint, others are refused
-    run_args = {"recipe": "realign", **identity(args, data, run)}
-    status = check_output_dir(accelerator, output_dir, run_args, run.overwrite_output_dir)
-    progress = not run.disable_progress_bar and accelerator.is_main_process
+    job = TrainingRun("realign", run, output_dir, identity(args, source, method, data, run), push=push)
+    accelerator = job.accelerator
+    job.start()
 
     specs = dataset_task_specs(data)
-    if args.task_checkpoints:
-        sources = parse_task_sources(args.task_checkpoints)
+    if source.task_checkpoints:
+        sources = parse_task_sources(source.task_checkpoints)
         unknown = [t for t in sources if t not in specs]
         if unknown:
             raise UnknownTaskError(
@@ -109,72 +161,67 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
         if missing:
             raise UnknownTaskError(f"the {split} split has no labels for task(s) {missing}")
     realign_set = datasets["validation"]
-    if args.realign_samples:
-        realign_set = realign_set.select(range(min(args.realign_samples, len(realign_set))))
+    if data.max_eval_samples:
+        realign_set = realign_set.select(range(min(data.max_eval_samples, len(realign_set))))
     test = datasets["test"]
+    eval_batch_size = run.per_device_eval_batch_size
 
     # single-task baselines on validation (for α) and on test (for the table)
     singles = {t: SimoModel.from_pretrained(sources[t]).eval() for t in tasks}
-    validation_batches = simo_batches(realign_set, tasks, args.eval_batch_size)
+    validation_batches = simo_batches(realign_set, tasks, eval_batch_size)
     val_baselines = {t: primary_values(singles[t], evaluate(singles[t], validation_batches, [t]))[t] for t in tasks}
     results: dict[str, dict[str, dict[str, float]]] = {"Single-task": {}}
     for t in tasks:
         results["Single-task"][t] = evaluate_dataset(
-            singles[t], test, tasks=[t], batch_size=args.eval_batch_size, accelerator=accelerator
+            singles[t], test, tasks=[t], batch_size=eval_batch_size, accelerator=accelerator
         )[t]
     del singles
 
     merged = search_and_merge(
         sources,
-        base=args.base_model,
-        method=args.merge_method,
-        options=json_mapping(args.merge_options, "--merge_options"),
-        alpha=args.alpha,
+        base=source.base_model,
+        method=method.merge_method,
+        options=options,
+        alpha=method.alpha,
         alphas=args.alpha_grid,
         validation=validation_batches,
         baselines=val_baselines,
-        max_relative_distance=None if args.allow_distant else DEFAULT_MAX_RELATIVE_DISTANCE,
-        progress=progress,
+        max_relative_distance=source.distance_limit,
+        progress=accelerator.is_main_process,
     )
     if merged.search_table:
-        accelerator.print(f"α search on the validation split:\n{merged.search_table}")
+        logger.info("α search on the validation split:\n%s", merged.search_table)
     model = merged.model
     hidden = model.config.backbone_config.hidden_size
     if args.mode == "representation" and args.rank > hidden:
         raise OptionError(f"--rank {args.rank} is larger than the encoder's hidden size {hidden}")
     # the inputs passed every check (the merge's included): claim the folder; a previous model stays in place until
     # the new one replaces it
-    claim_output_dir(accelerator, output_dir, run_args, status, keep=(MODEL_DIR,))
-    label = {"task_arithmetic": "TA", "ties": "TIES"}.get(args.merge_method, args.merge_method)
-    results[label] = evaluate_dataset(model, test, batch_size=args.eval_batch_size, accelerator=accelerator)
+    job.claim(keep=(MODEL_DIR,))
+    label = {"task_arithmetic": "TA", "ties": "TIES"}.get(method.merge_method, method.merge_method)
+    results[label] = evaluate_dataset(model, test, batch_size=eval_batch_size, accelerator=accelerator)
 
     record: dict[str, Any] = {"merge_seconds": merged.seconds, "alpha": merged.alpha}
     peft_model = None
     if args.mode != "none":
-        settings = RealignmentSettings(
-            mode=args.mode,
-            rank=args.rank,
-            adapter=args.adapter,
-            lora_target_modules=args.lora_target_modules,
-            learning_rate=args.learning_rate,
-            num_epochs=args.num_epochs,
-            patience=args.patience,
-            batch_size=run.per_device_train_batch_size,
-            head_learning_rate=args.head_learning_rate,
-            head_epochs=args.head_epochs,
-            heldout_fraction=args.heldout_fraction,
-            seed=run.seed,
-            checkpointing_steps=run.checkpointing_steps,
-            checkpoints_total_limit=run.checkpoints_total_limit,
-            stop_after_steps=run.stop_after_steps,
-        )
+        from ..training.arguments import as_dict
+        from ..training.tracking import finish_tracking, init_tracking
+
+        init_tracking(accelerator, "realign", as_dict(args, source, method, data, run))
+        settings = RealignmentSettings.from_arguments(args, run)
         model, realignment, peft_model = realign(
-            model, realign_set, settings, output_dir=output_dir, accelerator=accelerator, progress=progress
+            model,
+            realign_set,
+            settings,
+            output_dir=output_dir,
+            accelerator=accelerator,
         )
+        finish_tracking(accelerator)
         if realignment.interrupted:
-            accelerator.print(
-                f"stopped after {realignment.steps} re-alignment steps (checkpoint in {output_dir}); run the same "
-                "command to resume"
+            logger.info(
+                "stopped after %d re-alignment steps (checkpoint in %s); run the same command to resume",
+                realignment.steps,
+                output_dir,
             )
             return RealignOutcome(
                 model_dir=output_dir / MODEL_DIR,
@@ -191,7 +238,7 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
             "validation_samples": len(realign_set),
         }
         label = f"{label} + {args.mode} re-align"
-        results[label] = evaluate_dataset(model, test, batch_size=args.eval_batch_size, accelerator=accelerator)
+        results[label] = evaluate_dataset(model, test, batch_size=eval_batch_size, accelerator=accelerator)
 
     metric_names = {t: model.config.tasks[t]["metric"] for t in tasks}
     rows = {name: primary_values(model, values) for name, values in results.items()}
@@ -222,12 +269,9 @@ def run_realign(args: RealignArguments, data, run) -> RealignOutcome:
         summary = {"results": results, "table": table, "record": record, "sources": sources}
         atomic_write_json(output_dir / "results.json", summary, indent=2, default=str)
         atomic_write_text(output_dir / "results.md", table)
-    save_atomically(accelerator, final, write)
-    if not run.keep_checkpoints:
-        cleanup_checkpoints(accelerator, output_dir)
-    accelerator.print(table)
-    push_from_main_process(accelerator, final, run.push_to_hub, private=run.hub_private_repo)
+    job.finish(write)
+    job.push(final)
     return RealignOutcome(model_dir=final, results=results, table=table, record=record, files=files)
 
 
-__all__ = ["RealignOutcome", "ensure_single_task_checkpoints", "run_realign"]
+__all__ = ["RealignOutcome", "check_realign_options", "ensure_single_task_checkpoints", "run_realign"]

@@ -17,6 +17,10 @@ import torch
 from ..errors import OptionError, UnknownTaskError
 from ..evaluation import simo_batches
 from ..modeling_simo import SimoModel
+from ..training.accelerator import make_accelerator
+from ..training.config import Stage, TrainerConfig
+from ..training.loop import fit
+from ..training.simo_loss import make_simo_loss_fn
 from .heads import realign_heads
 from .representation import adapter_parameters, fold_adapters, prepare_representation_realignment
 
@@ -27,6 +31,7 @@ class RealignmentSettings:
 
     checkpointing_steps / checkpoints_total_limit / stop_after_steps: representation re-alignment's checkpoints, as
     in `TrainerConfig` (a stage-end checkpoint is always saved; a later call with the same output folder resumes).
+    The other loop and optimiser settings are `RunArguments`' (`from_arguments`); the defaults are theirs.
     """
 
     mode: str = "representation"
@@ -44,6 +49,45 @@ class RealignmentSettings:
     checkpointing_steps: int | None = None
     checkpoints_total_limit: int | None = 2
     stop_after_steps: int | None = None
+    eval_batch_size: int = 64
+    max_grad_norm: float = 25.0
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    early_stopping_threshold: float = 0.0
+    eval_steps: int | None = None
+    logging_steps: int = 10
+    dataloader_num_workers: int = 0
+    head_weight_decay: float = 1e-4
+
+    @classmethod
+    def from_arguments(cls, args, run) -> RealignmentSettings:
+        """The settings of `RealignArguments` and `RunArguments`: every option that applies reaches them."""
+        return cls(
+            mode=args.mode,
+            rank=args.rank,
+            adapter=args.adapter,
+            lora_target_modules=args.lora_target_modules,
+            learning_rate=args.learning_rate,
+            num_epochs=args.num_train_epochs,
+            patience=args.early_stopping_patience,
+            batch_size=run.train_batch_size(),
+            head_learning_rate=args.head_learning_rate,
+            head_epochs=args.head_epochs,
+            heldout_fraction=args.heldout_fraction,
+            seed=run.seed,
+            checkpointing_steps=run.save_steps,
+            checkpoints_total_limit=run.save_total_limit,
+            stop_after_steps=run.stop_after_steps,
+            eval_batch_size=run.per_device_eval_batch_size,
+            max_grad_norm=run.max_grad_norm,
+            weight_decay=run.weight_decay,
+            warmup_ratio=run.warmup_ratio,
+            early_stopping_threshold=run.early_stopping_threshold,
+            eval_steps=run.eval_steps,
+            logging_steps=run.logging_steps,
+            dataloader_num_workers=run.dataloader_num_workers,
+            head_weight_decay=args.head_weight_decay,
+        )
 
 
 @dataclass
@@ -92,6 +136,9 @@ def realign(
     """Re-align a merged model on `dataset` (the multi-task validation split); returns the plain (folded) model,
     the record, and for LoRA the trained `PeftModel` (to save the adapter in PEFT's format), else None.
 
+    Progress bars follow `hf_simo.utils.logging`'s switch (``--disable_tqdm``); `progress=False` also hides the
+    training loop's (kept for `hf_simo.demo` until its own switch is that one).
+
     Representation re-alignment checkpoints into `output_dir` and resumes from its newest checkpoint (the caller
     makes sure the folder holds this run: see `hf_simo.training.run.check_output_dir`). When
     `settings.stop_after_steps` stops it, `record.interrupted` is set and the model returned is unfinished.
@@ -104,18 +151,25 @@ def realign(
         )
     start = time.perf_counter()
     if settings.mode == "head":
-        batches = simo_batches(dataset, tasks, batch_size=64)
+        batches = simo_batches(dataset, tasks, batch_size=settings.eval_batch_size)
         result = realign_heads(
             model,
             batches,
             epochs=settings.head_epochs,
             batch_size=settings.batch_size,
             learning_rate=settings.head_learning_rate,
+            weight_decay=settings.head_weight_decay,
+            max_grad_norm=settings.max_grad_norm,
+            warmup_ratio=settings.warmup_ratio,
             heldout_fraction=settings.heldout_fraction,
             patience=settings.patience or settings.head_epochs,
             seed=settings.seed,
-            progress=progress,
         )
+        if accelerator is not None:  # the trackers of the run (--report_to) get the per-epoch history
+            for entry in result.history:
+                accelerator.log(
+                    {f"realign_heads/{k}": v for k, v in entry.items() if k != "epoch"}, step=entry["epoch"]
+                )
         record = RealignmentRecord(
             mode="head",
             samples=result.train_samples,
@@ -133,8 +187,6 @@ def realign(
     from accelerate.utils import set_seed
     from peft import LoraConfig
 
-    from ..training import Stage, TrainerConfig, fit, make_accelerator, make_simo_loss_fn
-
     # PEFT initialises LoRA's A matrices (kaiming uniform) from the global RNG, which torch seeds randomly in every
     # process: without this, two identical runs start from different adapters.
     set_seed(settings.seed)
@@ -149,17 +201,21 @@ def realign(
     train, heldout = split_heldout(dataset, settings.heldout_fraction, settings.seed)
     columns = ["image", *tasks]
     train, heldout = train.select_columns(columns), heldout.select_columns(columns)
-    accelerator = accelerator or make_accelerator(output_dir, seed=settings.seed, log_with="none")
+    accelerator = accelerator or make_accelerator(output_dir, seed=settings.seed, report_to="none")
     config = TrainerConfig(
         output_dir=output_dir,
         train_batch_size=settings.batch_size,
-        eval_batch_size=64,
+        eval_batch_size=settings.eval_batch_size,
+        max_grad_norm=settings.max_grad_norm,
         seed=settings.seed,
         progress_bar=progress,
         drop_last=False,
         checkpointing_steps=settings.checkpointing_steps,
         checkpoints_total_limit=settings.checkpoints_total_limit,
+        logging_steps=settings.logging_steps,
         stop_after_steps=settings.stop_after_steps,
+        dataloader_num_workers=settings.dataloader_num_workers,
+        project_name="realign",
     )
     stage = Stage(
         "realign_representation",
@@ -167,6 +223,10 @@ def realign(
         learning_rate=settings.learning_rate,
         num_epochs=settings.num_epochs,
         early_stopping_patience=settings.patience if len(heldout) else None,
+        warmup_ratio=settings.warmup_ratio,
+        weight_decay=settings.weight_decay,
+        min_delta=settings.early_stopping_threshold,
+        eval_steps=settings.eval_steps,
     )
     counted = sum(p.numel() for p in trainable.parameters() if p.requires_grad)
     adapters = adapter_parameters(trainable)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..utils.fields import json_mapping, option, require_non_negative, require_positive, require_range
+from ..utils.fields import json_mapping, option, require_choice, require_non_negative, require_positive, require_range
 
 
 _MODEL_HELP = (
@@ -42,67 +42,109 @@ _HEAD_OPTIONS_HELP = (
 )
 
 
+DEFAULT_TRAIN_BATCH_SIZE = 16  # --per_device_train_batch_size of the recipes (pretrain_encoder: 64)
+
+
 @dataclass
 class RunArguments:
-    """How a run executes: output folder, batch sizes, precision, checkpoints, logging, Hub upload."""
+    """How a run executes: output folder, batch sizes, precision, checkpoints, logging, Hub upload (the repo is
+    `hf_simo.hub.PushOptions`). Names as `transformers.TrainingArguments`."""
 
     output_dir: str | None = option(None, "Output folder (default: outputs/<recipe>-<dataset>-<task>).")
     overwrite_output_dir: bool = option(False, "Replace an output folder that holds a different run.")
     seed: int = option(0, "Seed of model initialisation, shuffling and augmentation.")
-    per_device_train_batch_size: int = option(16, "Training batch size per process (the paper uses 16 on NYUv2).")
+    per_device_train_batch_size: int | None = option(
+        None, "Training batch size per process (default: 16, the paper's on NYUv2; 64 for pretrain_encoder)."
+    )
     per_device_eval_batch_size: int = option(64, "Evaluation batch size per process.")
-    gradient_accumulation_steps: int = option(1, "Batches accumulated per optimizer step.")
-    mixed_precision: str = option("no", "no, fp16 (GPU) or bf16.")
+    gradient_accumulation_steps: int | None = option(
+        None,
+        "Batches accumulated per optimizer step (default: accelerate launch's, else 1; one contradicting the launch "
+        "is refused).",
+    )
+    mixed_precision: str | None = option(
+        None,
+        "no, fp16 (GPU) or bf16 (default: accelerate launch's --mixed_precision, else no; one contradicting the "
+        "launch is refused).",
+    )
     max_grad_norm: float = option(25.0, "Gradient clipping (the paper's 25).")
     weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases, norms and tokens).")
     warmup_ratio: float = option(0.05, "One-cycle warm-up fraction (the paper's 5%%).")
-    early_stopping_min_delta: float = option(0.0, "Minimum validation-loss improvement that resets the patience.")
+    early_stopping_threshold: float = option(0.0, "Minimum validation-loss improvement that resets the patience.")
     eval_steps: int | None = option(None, "Also evaluate every N optimizer steps (default: at each epoch end).")
-    checkpointing_steps: int | None = option(100, "Save a checkpoint every N optimizer steps (and at each stage end).")
-    checkpoints_total_limit: int = option(2, "Checkpoints kept.")
+    save_steps: int | None = option(100, "Save a checkpoint every N optimizer steps (and at each stage end).")
+    save_total_limit: int = option(2, "Checkpoints kept.")
     keep_checkpoints: bool = option(False, "Keep the checkpoints once the final model is saved.")
     logging_steps: int = option(10, "Log the training loss every N optimizer steps.")
-    log_with: str = option("jsonl", "Trackers: jsonl, tensorboard, all, none, or a comma-separated list.")
+    report_to: str = option("jsonl", "Trackers: jsonl, tensorboard, all, none, or a comma-separated list.")
     stop_after_steps: int | None = option(
         None, "Stop after N optimizer steps as if interrupted (a checkpoint is saved; run again to resume)."
     )
     num_threads: int | None = option(None, "Torch CPU threads per process (default: cores / processes).")
     dataloader_num_workers: int = option(0, "DataLoader worker processes.")
-    disable_progress_bar: bool = option(False, "No progress bars.")
-    push_to_hub: str | None = option(None, "Upload the final model to this Hub repo id (org/name).")
-    hub_private_repo: bool = option(False, "Create the Hub repo as private.")
+    push_to_hub: bool = option(False, "Upload the final model to the Hub repo --hub_model_id (ORG/NAME).")
 
     def __post_init__(self) -> None:
+        require_positive(self, "per_device_eval_batch_size", "save_total_limit")
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):  # None: the default / launch's
+            if getattr(self, name) is not None:
+                require_positive(self, name)
         require_positive(
             self,
-            "per_device_train_batch_size",
-            "per_device_eval_batch_size",
-            "gradient_accumulation_steps",
-            "checkpoints_total_limit",
+            "eval_steps",
+            "save_steps",
+            "stop_after_steps",
+            "num_threads",
+            optional=True,
         )
-        require_positive(self, "eval_steps", "checkpointing_steps", "stop_after_steps", "num_threads", optional=True)
+        if self.mixed_precision is not None:
+            require_choice(self, "mixed_precision", ("no", "fp16", "bf16"))
         require_positive(self, "max_grad_norm", integer=False)
         require_range(self, "warmup_ratio", 0.0, 1.0)
-        require_non_negative(self, "weight_decay", "early_stopping_min_delta", integer=False)
+        require_non_negative(self, "weight_decay", "early_stopping_threshold", integer=False)
         require_non_negative(self, "logging_steps", "dataloader_num_workers")  # 0: never / in the main process
 
-    def trainer_config(self, output_dir: str | os.PathLike, train_batch_size: int | None = None):
-        """The loop settings these arguments give (`train_batch_size` overrides the per-device one)."""
-        from .loop import TrainerConfig
+    def train_batch_size(self, default: int = DEFAULT_TRAIN_BATCH_SIZE) -> int:
+        """--per_device_train_batch_size, else the recipe's default."""
+        return default if self.per_device_train_batch_size is None else self.per_device_train_batch_size
+
+    def trainer_config(
+        self, output_dir: str | os.PathLike, *, default_train_batch_size: int = DEFAULT_TRAIN_BATCH_SIZE
+    ):
+        """The loop settings these arguments give (`TrainerConfig`): one place for every recipe and re-alignment."""
+        from .config import TrainerConfig
 
         return TrainerConfig(
             output_dir=output_dir,
-            train_batch_size=train_batch_size or self.per_device_train_batch_size,
+            train_batch_size=self.train_batch_size(default_train_batch_size),
             eval_batch_size=self.per_device_eval_batch_size,
             max_grad_norm=self.max_grad_norm,
             seed=self.seed,
-            checkpointing_steps=self.checkpointing_steps,
-            checkpoints_total_limit=self.checkpoints_total_limit,
+            checkpointing_steps=self.save_steps,
+            checkpoints_total_limit=self.save_total_limit,
             logging_steps=self.logging_steps,
             stop_after_steps=self.stop_after_steps,
             dataloader_num_workers=self.dataloader_num_workers,
-            progress_bar=not self.disable_progress_bar,
         )
+
+    def stage_defaults(self) -> dict[str, Any]:
+        """The `Stage` settings these arguments give (warm-up, weight decay, early-stopping threshold, eval steps)."""
+        return {
+            "warmup_ratio": self.warmup_ratio,
+            "weight_decay": self.weight_decay,
+            "min_delta": self.early_stopping_threshold,
+            "eval_steps": self.eval_steps,
+        }
+
+
+# old spellings of RunArguments' options, refused with exit 2 naming the new one (issue 11's one vocabulary)
+RUN_RENAMED = {
+    "early_stopping_min_delta": "--early_stopping_threshold",
+    "checkpointing_steps": "--save_steps",
+    "checkpoints_total_limit": "--save_total_limit",
+    "log_with": "--report_to",
+    "disable_progress_bar": "--disable_tqdm",
+}
 
 
 @dataclass
@@ -117,12 +159,11 @@ class EncoderArguments:
     mask_ratio: float = option(0.5, "Fraction of the mask blocks hidden from the encoder.")
     mask_patch_size: int = option(16, "Side of a mask block in pixels (a multiple of the patch size).")
     norm_pix_loss: bool = option(True, "Regress per-patch normalised pixels (MAE's norm-pix target).")
-    num_epochs: int = option(6, "Pre-training epochs.")
+    num_train_epochs: int = option(6, "Pre-training epochs.")
     early_stopping_patience: int | None = option(
         None, "Stop when the validation loss has not improved for N evaluations (see --eval_steps); None: never."
     )
     learning_rate: float = option(2e-3, "Peak learning rate.")
-    batch_size: int = option(64, "Pre-training batch size per process.")
 
     def __post_init__(self) -> None:
         require_positive(
@@ -133,8 +174,7 @@ class EncoderArguments:
             "mlp_ratio",
             "patch_size",
             "mask_patch_size",
-            "num_epochs",
-            "batch_size",
+            "num_train_epochs",
         )
         require_positive(self, "learning_rate", integer=False)
         require_range(self, "mask_ratio", 0.0, 1.0)
@@ -224,17 +264,15 @@ OPERATIONAL_FIELDS = frozenset(
         "dataset_cache_dir",
         "output_dir",
         "overwrite_output_dir",
-        "checkpointing_steps",
-        "checkpoints_total_limit",
+        "save_steps",
+        "save_total_limit",
         "keep_checkpoints",
         "logging_steps",
-        "log_with",
+        "report_to",
         "stop_after_steps",
         "num_threads",
         "dataloader_num_workers",
-        "disable_progress_bar",
         "push_to_hub",
-        "hub_private_repo",
     }
 )
 
@@ -266,7 +304,15 @@ def as_dict(*instances: Any) -> dict[str, Any]:
     return out
 
 
+ENCODER_RENAMED = {"num_epochs": "--num_train_epochs", "batch_size": "--per_device_train_batch_size"}
+PRETRAIN_TRAIN_BATCH_SIZE = 64  # pretrain_encoder's default --per_device_train_batch_size
+
+
 __all__ = [
+    "DEFAULT_TRAIN_BATCH_SIZE",
+    "ENCODER_RENAMED",
+    "PRETRAIN_TRAIN_BATCH_SIZE",
+    "RUN_RENAMED",
     "ExportArguments",
     "EncoderArguments",
     "FinetuneArguments",

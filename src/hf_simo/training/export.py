@@ -23,9 +23,10 @@ from transformers import Dinov2Model
 
 from ..atomic import atomic_folder
 from ..encoders import PROVENANCE_NAME, SHIPPED_ENCODER, shipped_encoder_path
+from ..errors import TrainingError
 from ..utils.logging import get_logger
 from .arguments import ExportArguments
-from .loop import TrainingError, latest_checkpoint
+from .checkpoints import latest_checkpoint
 from .pretrain import RUN_NAME, encoder_config, read_revision, write_loss_curve
 from .run import RUN_ARGS_NAME, is_complete, model_dir, read_summary
 

@@ -14,7 +14,7 @@ The encoder fine-tuned from (θ_0) is `--model_name_or_path`, else the encoder s
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,12 @@ from ..data import (
     select_tasks,
     task_columns,
 )
+from ..errors import TrainingError
+from ..hub import HubOptions, PushOptions
 from ..image_processing_simo import make_image_processor
 from ..metrics import MultiTaskMetrics
 from ..modeling_simo import SimoModel, freeze_unused_parameters
+from ..utils.logging import get_logger
 from .arguments import (
     UNUSED_BY_TRAINING,
     FinetuneArguments,
@@ -46,22 +49,18 @@ from .arguments import (
     identity,
     json_mapping,
 )
-from .data import make_simo_loss_fn
-from .loop import Stage, TrainingError, evaluate, fit, make_eval_loader, no_weight_decay
+from .batching import make_eval_loader
+from .config import Stage
+from .loop import fit
+from .optim import no_weight_decay
 from .pretrain import default_encoder
-from .run import (
-    check_output_dir,
-    claim_output_dir,
-    cleanup_checkpoints,
-    model_dir,
-    push_from_main_process,
-    save_atomically,
-    write_summary,
-)
-from .utils import configure_threads, finish_tracking, init_tracking, make_accelerator
+from .run import TrainingRun
+from .simo_loss import make_simo_loss_fn
+from .tracking import finish_tracking, init_tracking
+from .validation import evaluate
 
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 FROZEN_ALWAYS = ("dinov2.embeddings.mask_token",)  # unused without masked-image inputs
 
@@ -135,30 +134,19 @@ def check_learning_rates(args: FinetuneArguments | MTLArguments) -> None:
 
 
 def two_stages(args: FinetuneArguments | MTLArguments, run: RunArguments) -> list[Stage]:
-    common = dict(
-        frozen=FROZEN_ALWAYS,
-        warmup_ratio=run.warmup_ratio,
-        weight_decay=run.weight_decay,
-        min_delta=run.early_stopping_min_delta,
-        eval_steps=run.eval_steps,
-    )
+    """Stage 1 trains the heads, stage 2 everything (or layer-wise groups): one loop over the `stage<i>_*` options."""
+    trainables = {1: ("stage1_heads", ["heads."]), 2: ("stage2_full", stage2_trainable(args, run))}
     return [
         Stage(
-            "stage1_heads",
-            trainable=["heads."],
-            learning_rate=args.stage1_learning_rate,
-            num_epochs=args.stage1_epochs,
-            early_stopping_patience=args.stage1_patience,
-            **common,
-        ),
-        Stage(
-            "stage2_full",
-            trainable=stage2_trainable(args, run),
-            learning_rate=args.stage2_learning_rate,
-            num_epochs=args.stage2_epochs,
-            early_stopping_patience=args.stage2_patience,
-            **common,
-        ),
+            name,
+            trainable=trainable,
+            frozen=FROZEN_ALWAYS,
+            learning_rate=getattr(args, f"stage{i}_learning_rate"),
+            num_epochs=getattr(args, f"stage{i}_epochs"),
+            early_stopping_patience=getattr(args, f"stage{i}_patience"),
+            **run.stage_defaults(),
+        )
+        for i, (name, trainable) in trainables.items()
     ]
 
 
@@ -197,33 +185,29 @@ def train_simo(
     args: FinetuneArguments | MTLArguments,
     data: DataArguments,
     run: RunArguments,
+    hub: HubOptions | None = None,
+    push: PushOptions | None = None,
 ) -> Path:
     """Shared body of `run_finetune` and `run_mtl`; returns the final model folder (absent if interrupted)."""
-    configure_threads(run.num_threads)
+    check_learning_rates(args)
     specs = select_tasks(dataset_task_specs(data), tasks)
     task_names = list(specs)
     default_dir = f"outputs/{recipe}-{dataset_tag(data)}" + (f"-{task_names[0]}" if recipe == "finetune" else "")
     output_dir = Path(run.output_dir or default_dir)
-    accelerator = make_accelerator(
+    job = TrainingRun(
+        recipe,
+        run,
         output_dir,
-        mixed_precision=run.mixed_precision,
-        gradient_accumulation_steps=run.gradient_accumulation_steps,
-        seed=run.seed,
-        log_with=run.log_with,
-        run_name=recipe,
+        {"resolved_tasks": task_names, **identity(args, data, run, exclude=UNUSED_BY_TRAINING)}
+        | base_encoder_identity(args),
+        push=push,
+        hub=hub,
     )
-    check_learning_rates(args)
-    run_args = {
-        "recipe": recipe,
-        "resolved_tasks": task_names,
-        **identity(args, data, run, exclude=UNUSED_BY_TRAINING),
-    }
-    run_args.update(base_encoder_identity(args))
-    status = check_output_dir(accelerator, output_dir, run_args, run.overwrite_output_dir)
-    final = model_dir(output_dir)
-    if status == "complete":
-        accelerator.print(f"{recipe}: {final} is already trained (same arguments); nothing to do")
-        _maybe_push(accelerator, final, run)
+    accelerator = job.accelerator
+    final = job.model_dir
+    if job.start() == "complete":
+        logger.info("%s: %s is already trained (same arguments); nothing to do", recipe, final)
+        job.push()
         return final
 
     base = args.model_name_or_path
@@ -251,14 +235,22 @@ def train_simo(
         name: {**spec, "head": args.head, "head_options": json_mapping(args.head_options, "--head_options")}
         for name, spec in specs.items()
     }
-    model = SimoModel.from_backbone(base, tasks=head_specs, revision=args.model_revision)
+    hub = hub or HubOptions()
+    model = SimoModel.from_backbone(
+        base,
+        tasks=head_specs,
+        revision=args.model_revision,
+        token=hub.token,
+        cache_dir=hub.cache_dir,
+        local_files_only=hub.local_files_only,
+        allow_pickle=hub.allow_pickle,
+    )
     freeze_unused_parameters(model)  # mask token, DPT's unused residual unit: DDP would wait for their gradients
     initial_encoder = {k: v.detach().clone().cpu() for k, v in model.dinov2.state_dict().items()}
-    claim_output_dir(accelerator, output_dir, run_args, status)
+    job.claim()
     task_specs = model.config.task_specs
     loss_fn = make_simo_loss_fn(task_specs)
     metrics = MultiTaskMetrics(task_specs, device=accelerator.device)
-    config = run.trainer_config(output_dir)
     init_tracking(accelerator, recipe, {**as_dict(args, data, run), "resolved_tasks": ",".join(task_names)})
     result = fit(
         accelerator,
@@ -267,13 +259,13 @@ def train_simo(
         train,
         validation,
         loss_fn,
-        config,
+        job.trainer_config(),
         train_transform=make_augmentation(specs) if data.augment else None,
         metrics=metrics,
     )
     if result.interrupted:
         finish_tracking(accelerator)
-        accelerator.print(f"stopped after {result.state.global_step} steps; run the same command to resume")
+        logger.info("stopped after %d steps; run the same command to resume", result.state.global_step)
         return final
     model = result.model
     final_eval = evaluate(
@@ -288,7 +280,6 @@ def train_simo(
     finish_tracking(accelerator)
     # the processor resizes inference images to the training images' size (the heads learnt at that scale)
     processor = make_image_processor(model.config, size=image_size_of(train))
-    save_atomically(accelerator, final, lambda tmp: model.save_pretrained(tmp, image_processor=processor))
     stage_steps: dict[str, int] = {}
     for record in result.history:
         stage_steps[record["stage"]] = record["stage_step"]
@@ -308,32 +299,51 @@ def train_simo(
         },
         "history": result.history,
     }
-    write_summary(accelerator, output_dir, summary)
-    if not run.keep_checkpoints:
-        cleanup_checkpoints(accelerator, output_dir)
-    accelerator.print(
-        f"{recipe} {task_names}: validation {summary['validation']['primary']}, "
-        f"‖τ‖/‖θ0‖ = {drift['tau_ratio']:.3f}, cos(θ_t, θ0) = {drift['cosine_to_base']:.3f}; saved {final}"
+    job.finish(lambda tmp: model.save_pretrained(tmp, image_processor=processor), summary)
+    logger.info(
+        "%s %s: validation %s, ‖τ‖/‖θ0‖ = %.3f, cos(θ_t, θ0) = %.3f; saved %s",
+        recipe,
+        task_names,
+        summary["validation"]["primary"],
+        drift["tau_ratio"],
+        drift["cosine_to_base"],
+        final,
     )
-    _maybe_push(accelerator, final, run)
+    job.push()
     return final
 
 
-def _maybe_push(accelerator, folder: Path, run: RunArguments) -> None:
-    push_from_main_process(accelerator, folder, run.push_to_hub, private=run.hub_private_repo)
+def sub_run(run: RunArguments, output_dir: str | Path) -> RunArguments:
+    """The run settings of a run started by another one (realign's single-task checkpoints): every setting of `run`
+    but its folder, which it never replaces, its upload and its stopping point, which are the outer run's."""
+    return dataclasses.replace(
+        run, output_dir=str(output_dir), overwrite_output_dir=False, push_to_hub=False, stop_after_steps=None
+    )
 
 
-def run_finetune(args: FinetuneArguments, data: DataArguments, run: RunArguments) -> Path:
+def run_finetune(
+    args: FinetuneArguments,
+    data: DataArguments,
+    run: RunArguments,
+    hub: HubOptions | None = None,
+    push: PushOptions | None = None,
+) -> Path:
     """Fine-tune one task (default: the dataset's first) in two stages; returns the `SimoModel` folder."""
     tasks = None if args.task is None else [args.task]
     if tasks is None:
         tasks = list(dataset_task_specs(data))[:1]
-    return train_simo("finetune", tasks, args, data, run)
+    return train_simo("finetune", tasks, args, data, run, hub, push)
 
 
-def run_mtl(args: MTLArguments, data: DataArguments, run: RunArguments) -> Path:
+def run_mtl(
+    args: MTLArguments,
+    data: DataArguments,
+    run: RunArguments,
+    hub: HubOptions | None = None,
+    push: PushOptions | None = None,
+) -> Path:
     """Train the joint multi-task baseline on `args.tasks` (default: all); returns the `SimoModel` folder."""
-    return train_simo("mtl", list(args.tasks) if args.tasks else None, args, data, run)
+    return train_simo("mtl", list(args.tasks) if args.tasks else None, args, data, run, hub, push)
 
 
 __all__ = [
@@ -345,6 +355,7 @@ __all__ = [
     "run_finetune",
     "run_mtl",
     "stage2_trainable",
+    "sub_run",
     "train_simo",
     "two_stages",
 ]

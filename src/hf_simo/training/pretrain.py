@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -30,23 +29,18 @@ import torch
 from torch import nn
 from transformers import Dinov2Config, Dinov2Model
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_json, atomic_write_text
 from ..data import DataArguments, check_splits, load_data
+from ..errors import DataError
+from ..hub import PushOptions
 from ..processing import normalize_images
 from ..utils.fields import dataclass_from_yaml
-from .arguments import UNUSED_BY_TRAINING, EncoderArguments, RunArguments, as_dict, identity
-from .loop import Stage, StepOutput, fit
-from .run import (
-    check_output_dir,
-    claim_output_dir,
-    cleanup_checkpoints,
-    model_dir,
-    push_from_main_process,
-    save_atomically,
-    source_revision,
-    write_summary,
-)
-from .utils import configure_threads, finish_tracking, init_tracking, make_accelerator, read_jsonl
+from ..utils.logging import get_logger
+from .arguments import PRETRAIN_TRAIN_BATCH_SIZE, UNUSED_BY_TRAINING, EncoderArguments, RunArguments, as_dict, identity
+from .config import Stage, StepOutput
+from .loop import fit
+from .run import TrainingRun, source_revision
+from .tracking import finish_tracking, init_tracking, read_jsonl
 
 
 RUN_NAME = "pretrain_encoder"
@@ -54,7 +48,7 @@ LOSS_CURVE_NAME = "loss_curve.jsonl"
 REVISION_NAME = "source_revision.json"
 
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 class MaskedImageModeling(nn.Module):
@@ -144,34 +138,41 @@ def _digest(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def encoder_cache_dir(encoder: EncoderArguments, data: DataArguments, seed: int) -> Path:
-    """`$HF_HOME/hf_simo/encoders/<key>`: the key hashes every argument that changes the encoder."""
+def encoder_cache_dir(encoder: EncoderArguments, data: DataArguments, run: RunArguments) -> Path:
+    """`$HF_HOME/hf_simo/encoders/<key>`: the key hashes every argument that changes the encoder (the run settings
+    with the launch's precision and accumulation included), so a run with other settings gets its own encoder."""
     from ..data import default_cache_root
+    from .accelerator import resolve_launch_setting
 
-    key = identity(encoder, data, exclude=UNUSED_BY_TRAINING) | {"seed": seed}
+    key = identity(encoder, data, run, exclude=UNUSED_BY_TRAINING) | {
+        "mixed_precision": resolve_launch_setting("mixed_precision", run.mixed_precision),
+        "gradient_accumulation_steps": resolve_launch_setting(
+            "gradient_accumulation_steps", run.gradient_accumulation_steps
+        ),
+    }
     tag = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(data.dataset).name) or "dataset"
     name = f"{tag}-h{encoder.hidden_size}-l{encoder.num_hidden_layers}-p{encoder.patch_size}-{_digest(key)}"
     return default_cache_root() / "encoders" / name
 
 
-def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArguments) -> Path:
+def pretrain_encoder(
+    encoder: EncoderArguments, data: DataArguments, run: RunArguments, push: PushOptions | None = None
+) -> Path:
     """Pre-train (or resume, or reuse) the small encoder; returns the `Dinov2Model` folder."""
-    configure_threads(run.num_threads)
-    output_dir = Path(run.output_dir) if run.output_dir else encoder_cache_dir(encoder, data, run.seed)
-    accelerator = make_accelerator(
+    output_dir = Path(run.output_dir) if run.output_dir else encoder_cache_dir(encoder, data, run)
+    job = TrainingRun(
+        RUN_NAME,
+        run,
         output_dir,
-        mixed_precision=run.mixed_precision,
-        gradient_accumulation_steps=run.gradient_accumulation_steps,
-        seed=run.seed,
-        log_with=run.log_with,
-        run_name=RUN_NAME,
+        identity(encoder, data, run, exclude=UNUSED_BY_TRAINING),
+        push=push,
+        default_train_batch_size=PRETRAIN_TRAIN_BATCH_SIZE,
     )
-    run_args = {"recipe": "pretrain_encoder", **identity(encoder, data, run, exclude=UNUSED_BY_TRAINING)}
-    status = check_output_dir(accelerator, output_dir, run_args, run.overwrite_output_dir)
-    final = model_dir(output_dir)
-    if status == "complete":
-        accelerator.print(f"encoder already pre-trained: {final}")
-        _maybe_push(accelerator, final, run)
+    accelerator = job.accelerator
+    final = job.model_dir
+    if job.start() == "complete":
+        logger.info("encoder already pre-trained: %s", final)
+        job.push()
         return final
     from accelerate.utils import set_seed
 
@@ -186,23 +187,21 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
         validation = validation.select(range(min(len(validation), data.max_eval_samples)))
     height, width = train[0]["image"].shape[-2:]
     if height != width:
-        raise ValueError(f"pre-training expects square images, got {height}x{width}")
+        raise DataError(f"pre-training expects square images, got {height}x{width}")
     model = MaskedImageModeling(Dinov2Model(encoder_config(encoder, int(height))), norm_pix_loss=encoder.norm_pix_loss)
-    claim_output_dir(accelerator, output_dir, run_args, status)
+    status = job.status
+    job.claim()
     if status == "new" and accelerator.is_main_process:
-        (output_dir / REVISION_NAME).write_text(json.dumps(source_revision(), indent=1))
+        atomic_write_json(output_dir / REVISION_NAME, source_revision(), indent=1)
     stage = Stage(
         "mim",
         trainable=[""],
         learning_rate=encoder.learning_rate,
-        num_epochs=encoder.num_epochs,
-        warmup_ratio=run.warmup_ratio,
-        weight_decay=run.weight_decay,
+        num_epochs=encoder.num_train_epochs,
         early_stopping_patience=encoder.early_stopping_patience,
         restore_best=encoder.early_stopping_patience is not None,
-        eval_steps=run.eval_steps,
+        **run.stage_defaults(),
     )
-    config = run.trainer_config(output_dir, train_batch_size=encoder.batch_size)
     init_tracking(accelerator, "pretrain_encoder", as_dict(encoder, data, run))
     masks = dict(
         image_size=int(height),
@@ -217,7 +216,7 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
         train,
         validation,
         mim_loss,
-        config,
+        job.trainer_config(),
         train_transform=make_mask_transform(**masks, augment=data.augment),
         eval_transform=make_mask_transform(**masks, augment=False),
     )
@@ -225,28 +224,22 @@ def pretrain_encoder(encoder: EncoderArguments, data: DataArguments, run: RunArg
     if accelerator.is_main_process:
         write_loss_curve(output_dir)
     if result.interrupted:
-        accelerator.print(f"stopped after {result.state.global_step} steps; run again to resume ({output_dir})")
+        logger.info("stopped after %d steps; run again to resume (%s)", result.state.global_step, output_dir)
         return final
     trained: MaskedImageModeling = result.model
-    save_atomically(accelerator, final, lambda tmp: trained.dinov2.save_pretrained(tmp))
-    write_summary(
-        accelerator,
-        output_dir,
-        {
-            "recipe": "pretrain_encoder",
-            "model": str(final),
-            "parameters": sum(p.numel() for p in trained.dinov2.parameters()),
-            "train_seconds": result.train_seconds,
-            "num_processes": accelerator.num_processes,
-            "global_step": result.state.global_step,
-            "source_revision": read_revision(output_dir),
-            "history": result.history,
-        },
-    )
-    if not run.keep_checkpoints:
-        cleanup_checkpoints(accelerator, output_dir)
-    accelerator.print(f"saved the pre-trained encoder to {final}")
-    _maybe_push(accelerator, final, run)
+    summary = {
+        "recipe": "pretrain_encoder",
+        "model": str(final),
+        "parameters": sum(p.numel() for p in trained.dinov2.parameters()),
+        "train_seconds": result.train_seconds,
+        "num_processes": accelerator.num_processes,
+        "global_step": result.state.global_step,
+        "source_revision": read_revision(output_dir),
+        "history": result.history,
+    }
+    job.finish(lambda tmp: trained.dinov2.save_pretrained(tmp), summary)
+    logger.info("saved the pre-trained encoder to %s", final)
+    job.push()
     return final
 
 
@@ -292,10 +285,6 @@ def write_loss_curve(output_dir: str | os.PathLike, destination: str | os.PathLi
     return [target / LOSS_CURVE_NAME, *plot_loss_curve(records, target / "loss_curve", title="SimMIM pre-training")]
 
 
-def _maybe_push(accelerator, folder: Path, run: RunArguments) -> None:
-    push_from_main_process(accelerator, folder, run.push_to_hub, private=run.hub_private_repo)
-
-
 def default_encoder(data: DataArguments, run: RunArguments, config_file: str | os.PathLike | None = None) -> Path:
     """The embedded small encoder for `data`, pre-trained on first use and cached (keyed by its arguments).
 
@@ -304,14 +293,10 @@ def default_encoder(data: DataArguments, run: RunArguments, config_file: str | o
     encoder = EncoderArguments()
     if config_file is not None:
         encoder = dataclass_from_yaml(EncoderArguments, config_file)
-    pretrain_run = RunArguments(
-        seed=run.seed,
-        mixed_precision=run.mixed_precision,
-        log_with=run.log_with,
-        num_threads=run.num_threads,
-        disable_progress_bar=run.disable_progress_bar,
-        dataloader_num_workers=run.dataloader_num_workers,
-        checkpointing_steps=run.checkpointing_steps,
+    # every run setting reaches the pre-training but what is the outer run's: its folder (the cache's here), its
+    # upload and its stopping point (the encoder is finished before the outer run starts)
+    pretrain_run = dataclasses.replace(
+        run, output_dir=None, overwrite_output_dir=False, push_to_hub=False, stop_after_steps=None
     )
     return pretrain_encoder(encoder, dataclasses.replace(data), pretrain_run)
 

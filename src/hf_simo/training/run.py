@@ -28,7 +28,12 @@ from typing import Any
 from accelerate import Accelerator
 
 from ..atomic import atomic_folder, atomic_write_json
-from ..errors import RunConflictError
+from ..errors import OptionError, RunConflictError
+from ..hub import HubOptions, PushOptions
+from ..utils.logging import get_logger
+
+
+logger = get_logger(__name__)
 
 
 RUN_ARGS_NAME = "run_args.json"
@@ -129,16 +134,35 @@ def save_atomically(accelerator: Accelerator, target: str | os.PathLike, write: 
     return target
 
 
-def push_from_main_process(accelerator: Accelerator, folder: Path, repo_id: str | None, private: bool = False):
-    """Publish `folder` (`hf_simo.publishing.push_folder_to_hub`) from the main process; every process then meets
-    at a barrier before a failure is raised, so the others never wait forever. Returns the `PushResult` (or None)."""
+def push_from_main_process(
+    accelerator: Accelerator,
+    folder: Path,
+    repo_id: str | None,
+    private: bool = False,
+    *,
+    push: PushOptions | None = None,
+    hub: HubOptions | None = None,
+):
+    """Publish `folder` (`hf_simo.publishing.push_folder_to_hub`) to `repo_id` (default `push.hub_model_id`) from the
+    main process; every process then meets at a barrier before a failure is raised, so the others never wait forever.
+    Returns the `PushResult` (or None)."""
     from ..publishing import push_folder_to_hub
 
+    push = push or PushOptions()
+    repo_id = repo_id or push.hub_model_id
     result, error = None, None
     if repo_id and accelerator.is_main_process:
         try:
-            result = push_folder_to_hub(folder, repo_id, private=private)
-            accelerator.print(f"pushed {folder} to {result.url}")
+            result = push_folder_to_hub(
+                folder,
+                repo_id,
+                private=private or push.hub_private_repo,
+                commit_message=push.commit_message,
+                revision=push.hub_revision,
+                create_pr=push.create_pr,
+                token=(hub.token if hub is not None else None),
+            )
+            logger.info("pushed %s to %s", folder, result.url)
         except Exception as err:  # noqa: BLE001 - raised again after the barrier
             error = err
     accelerator.wait_for_everyone()
@@ -157,6 +181,94 @@ def cleanup_checkpoints(accelerator: Accelerator, output_dir: str | os.PathLike)
 def write_summary(accelerator: Accelerator, output_dir: str | os.PathLike, summary: dict[str, Any]) -> None:
     if accelerator.is_main_process:
         atomic_write_json(Path(output_dir) / SUMMARY_NAME, summary, indent=1, sort_keys=True, default=str)
+
+
+class TrainingRun:
+    """The lifecycle of one run in one output folder, shared by fine-tuning, pre-training and re-alignment.
+
+    ``TrainingRun(recipe, run, output_dir, identity)`` sets the threads and builds the Accelerator from `run`
+    (`make_accelerator`: launch settings win over defaults); `start()` checks the folder against `identity` plus the
+    resolved launch settings ("new", "resume" or "complete"; another run's folder is a `RunConflictError`);
+    `claim()` writes `run_args.json` once the inputs passed every check; `finish(write)` swaps the model in atomically,
+    writes the summary and drops the checkpoints unless `--keep_checkpoints`; `push()` uploads from the main process.
+    """
+
+    def __init__(
+        self,
+        recipe: str,
+        run: Any,
+        output_dir: str | os.PathLike,
+        identity: dict[str, Any],
+        *,
+        push: PushOptions | None = None,
+        hub: HubOptions | None = None,
+        default_train_batch_size: int = 16,
+    ):
+        from .accelerator import configure_threads, make_accelerator
+
+        check_push_options(run, push)
+        configure_threads(run.num_threads)
+        self.recipe, self.run, self.push_options, self.hub = recipe, run, push or PushOptions(), hub
+        self.output_dir = Path(output_dir)
+        self.accelerator = make_accelerator(
+            self.output_dir,
+            mixed_precision=run.mixed_precision,
+            gradient_accumulation_steps=run.gradient_accumulation_steps,
+            seed=run.seed,
+            report_to=run.report_to,
+            run_name=recipe,
+        )
+        self.default_train_batch_size = default_train_batch_size
+        # what run_args.json records: the resolved values, so a launch with other settings is another run
+        self.identity = {
+            "recipe": recipe,
+            **identity,
+            "mixed_precision": str(self.accelerator.mixed_precision),
+            "gradient_accumulation_steps": int(self.accelerator.gradient_accumulation_steps),
+            "per_device_train_batch_size": run.train_batch_size(default_train_batch_size),
+        }
+        self.status: str | None = None
+
+    @property
+    def model_dir(self) -> Path:
+        return model_dir(self.output_dir)
+
+    def trainer_config(self):
+        """`TrainerConfig` of this run (`RunArguments.trainer_config`)."""
+        return self.run.trainer_config(self.output_dir, default_train_batch_size=self.default_train_batch_size)
+
+    def start(self) -> str:
+        self.status = check_output_dir(self.accelerator, self.output_dir, self.identity, self.run.overwrite_output_dir)
+        return self.status
+
+    def claim(self, keep: Sequence[str] = ()) -> None:
+        claim_output_dir(self.accelerator, self.output_dir, self.identity, self.status or "new", keep=keep)
+
+    def finish(self, write: Callable[[Path], None], summary: dict[str, Any] | None = None) -> Path:
+        final = save_atomically(self.accelerator, self.model_dir, write)
+        if summary is not None:
+            write_summary(self.accelerator, self.output_dir, summary)
+        if not self.run.keep_checkpoints:
+            cleanup_checkpoints(self.accelerator, self.output_dir)
+        return final
+
+    def push(self, folder: Path | None = None):
+        if not self.run.push_to_hub:
+            return None
+        return push_from_main_process(
+            self.accelerator, folder or self.model_dir, None, push=self.push_options, hub=self.hub
+        )
+
+
+def check_push_options(run: Any, push: PushOptions | None) -> None:
+    """`--push_to_hub` needs `--hub_model_id`; push options without `--push_to_hub` would be dropped: refused."""
+    push = push or PushOptions()
+    if run.push_to_hub and not push.hub_model_id:
+        raise OptionError("--push_to_hub needs --hub_model_id ORG/NAME (the Hub repo to upload to)")
+    given = [f"--{name}" for name in ("hub_model_id", "hub_revision", "commit_message") if getattr(push, name)]
+    given += [f"--{name}" for name in ("hub_private_repo", "create_pr") if getattr(push, name)]
+    if given and not run.push_to_hub:
+        raise OptionError(f"{', '.join(given)} configure an upload: add --push_to_hub, or drop them")
 
 
 def source_revision() -> dict[str, Any] | None:
@@ -186,6 +298,8 @@ def read_summary(output_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 
 __all__ = [
+    "TrainingRun",
+    "check_push_options",
     "MODEL_DIR",
     "RUN_ARGS_NAME",
     "RunConflictError",

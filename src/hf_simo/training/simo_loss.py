@@ -14,7 +14,7 @@ import torch
 from ..configuration_simo import TaskSpec
 from ..losses import task_loss
 from ..processing import normalize_images
-from .loop import LossFn, StepOutput
+from .config import LossFn, StepOutput
 
 
 def _resolved(name: str, spec: TaskSpec | Mapping[str, Any]) -> TaskSpec:
