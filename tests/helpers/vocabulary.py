@@ -14,7 +14,6 @@ not this table. `python tests/helpers/vocabulary.py` prints the table (Markdown)
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib
 import sys
@@ -699,11 +698,16 @@ NEW_OPTIONS = [
         "the encoder's own stage-2 learning rate and layer-wise decay",
     ),
     ("--early_stopping_patience", "EncoderArguments", "pre-training stops at a validation plateau"),
+    (
+        "--run_dir / --destination / --max_megabytes / --from_checkpoint / --provisional / --note",
+        "ExportArguments",
+        "recipes/ship_encoder.py: a pre-training run -> the shipped encoder",
+    ),
 ]
 
 
 CHANGES = {"same", "moved", "renamed", "removed", "new behaviour"}
-# the verbs and recipes, and the module that declares each (a `Command` as COMMAND/RECIPE, or a legacy verb)
+# the verbs and recipes, and the module that declares each (its `Command` as COMMAND, or the attribute named)
 ENTRIES = {
     "hf-simo demo": "hf_simo.cli.demo",
     "hf-simo merge": "hf_simo.cli.merge",
@@ -717,37 +721,27 @@ ENTRIES = {
     "recipes/finetune.py": "hf_simo.cli.finetune",
     "recipes/train_mtl.py": "hf_simo.cli.train_mtl",
     "recipes/pretrain_encoder.py": "hf_simo.cli.pretrain_encoder",
+    "recipes/ship_encoder.py": "hf_simo.cli.ship_encoder",
 }
 RUNNER_OPTIONS = {"config"}  # --config, added by SimoArgumentParser to every dataclass command (a new option)
 
 
 def command_of(entry: str):
-    """The `Command` of a dataclass entry, or the module of a legacy (hand-written argparse) verb."""
+    """The `Command` of an entry (every verb and recipe is generated from its dataclasses)."""
     module_name, _, attribute = ENTRIES[entry].partition(":")
-    module = importlib.import_module(module_name)
-    if attribute:
-        return getattr(module, attribute)
-    return getattr(module, "COMMAND", module)
+    return getattr(importlib.import_module(module_name), attribute or "COMMAND")
 
 
 def current_options() -> Iterator[tuple[str, str, str]]:
-    """(entry, owner, dest) for every option accepted today; owner is the dataclass or, for a legacy verb, the verb."""
-    from hf_simo.cli.legacy import build_parser
+    """(entry, owner dataclass, dest) for every option accepted today, plus the top-level ones."""
     from hf_simo.utils.logging import CommonArguments
 
     yield ("hf-simo", "hf-simo", "debug")
     yield ("hf-simo", "hf-simo", "version")
     for entry in ENTRIES:
-        command = command_of(entry)
-        if hasattr(command, "arguments"):
-            for cls in (*command.arguments, CommonArguments):
-                for f in dataclasses.fields(cls):
-                    yield (entry, cls.__name__, f.name)
-        else:
-            verb = entry.split()[1]
-            for action in build_parser(command, verb)._actions:
-                if not isinstance(action, argparse._HelpAction):
-                    yield (entry, entry, action.dest)
+        for cls in (*command_of(entry).arguments, CommonArguments):
+            for f in dataclasses.fields(cls):
+                yield (entry, cls.__name__, f.name)
 
 
 def targets() -> set[tuple[str, str]]:
