@@ -181,14 +181,14 @@ class EncoderArguments:
 
 
 @dataclass
-class FinetuneArguments:
-    """Two-stage fine-tuning (paper section 3): heads on a frozen encoder, then everything."""
+class TwoStageArguments:
+    """What single-task fine-tuning and MTL share: the encoder to start from, the heads and the two stages (paper
+    section 3: heads on a frozen encoder, then everything)."""
 
     model_name_or_path: str | None = option(None, _MODEL_HELP)
     model_revision: str | None = option(None, "Revision (branch, tag or commit) of a Hub encoder.")
     pretrain_encoder: bool = option(False, _PRETRAIN_HELP)
     encoder_config: str | None = option(None, _ENCODER_CONFIG_HELP)
-    task: str | None = option(None, "Task to fine-tune (default: the dataset's first task).")
     head: str = option("linear", "Head type: linear (DINOv2 linear head) or dpt.")
     head_options: str | None = option(None, _HEAD_OPTIONS_HELP)
     stage1_epochs: int = option(2, "Stage 1 (heads only, encoder frozen): maximum epochs.")
@@ -201,41 +201,29 @@ class FinetuneArguments:
     stage2_patience: int | None = option(3, "Stage 2 early-stopping patience (evaluations).")
 
     def __post_init__(self) -> None:
-        _check_stages(self)
+        require_positive(self, "stage1_epochs", "stage2_epochs")
+        require_positive(self, "stage1_patience", "stage2_patience", optional=True)
+        require_positive(self, "stage1_learning_rate", "stage2_learning_rate", integer=False)
 
 
 @dataclass
-class MTLArguments:
+class FinetuneArguments(TwoStageArguments):
+    """Two-stage single-task fine-tuning: a head on the frozen encoder, then encoder and head."""
+
+    task: str | None = option(None, "Task to fine-tune (default: the dataset's first task).")
+
+
+@dataclass
+class MTLArguments(TwoStageArguments):
     """Joint multi-task training: shared encoder, every head, unweighted mean of the task losses (two stages)."""
 
-    model_name_or_path: str | None = option(None, _MODEL_HELP)
-    model_revision: str | None = option(None, "Revision (branch, tag or commit) of a Hub encoder.")
-    pretrain_encoder: bool = option(False, _PRETRAIN_HELP)
-    encoder_config: str | None = option(None, _ENCODER_CONFIG_HELP)
-    tasks: list[str] | None = option(None, "Tasks to train jointly (default: all of the dataset's tasks).")
     head: str = option("linear", "Head type of every task: linear or dpt.")
-    head_options: str | None = option(None, _HEAD_OPTIONS_HELP)
-    stage1_epochs: int = option(2, "Stage 1 (heads only, encoder frozen): maximum epochs.")
-    stage1_learning_rate: float = option(1e-2, "Stage 1 peak learning rate.")
-    stage1_patience: int | None = option(2, "Stage 1 early-stopping patience (evaluations).")
     stage2_epochs: int = option(
         9,
         "Stage 2 (encoder + heads): maximum epochs. Default: the three single-task runs' stage 2 together (3 × 3), "
         "so MTL gets the same training compute as the models it is compared with (the paper gives it 4×: 200 vs 50).",
     )
-    stage2_learning_rate: float = option(2e-3, "Stage 2 peak learning rate.")
-    stage2_encoder_learning_rate: float | None = option(None, _ENCODER_LR_HELP)
-    layer_decay: float = option(1.0, _LAYER_DECAY_HELP)
-    stage2_patience: int | None = option(3, "Stage 2 early-stopping patience (evaluations).")
-
-    def __post_init__(self) -> None:
-        _check_stages(self)
-
-
-def _check_stages(args: FinetuneArguments | MTLArguments) -> None:
-    require_positive(args, "stage1_epochs", "stage2_epochs")
-    require_positive(args, "stage1_patience", "stage2_patience", optional=True)
-    require_positive(args, "stage1_learning_rate", "stage2_learning_rate", integer=False)
+    tasks: list[str] | None = option(None, "Tasks to train jointly (default: all of the dataset's tasks).")
 
 
 @dataclass
@@ -309,6 +297,7 @@ PRETRAIN_TRAIN_BATCH_SIZE = 64  # pretrain_encoder's default --per_device_train_
 
 
 __all__ = [
+    "TwoStageArguments",
     "DEFAULT_TRAIN_BATCH_SIZE",
     "ENCODER_RENAMED",
     "PRETRAIN_TRAIN_BATCH_SIZE",
