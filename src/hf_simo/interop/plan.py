@@ -97,6 +97,18 @@ class Importer:
     plan: Callable[[PreTrainedConfig, str, str], ImportPlan]
 
 
+@dataclass(frozen=True)
+class Exporter:
+    """One target transformers class: which head type it takes, the config it needs (the same function the head
+    builds its modules from) and the importer whose name map, applied backwards, names the exported tensors."""
+
+    head: str
+    target_class: type[PreTrainedModel]
+    build_config: Callable[..., PreTrainedConfig]
+    importer: Importer
+    kinds: tuple[str, ...] = ("depth", "disparity")
+
+
 def encoder_config(backbone: PreTrainedConfig) -> PreTrainedConfig:
     """The backbone config as a bare encoder config: same class, backbone-only fields back to their defaults."""
     data = copy.deepcopy(backbone).to_dict()
@@ -135,6 +147,7 @@ def prefix_key_map(source_keys: Iterable[str], rules: Mapping[str, str], *, sour
 __all__ = [
     "BACKBONE_ONLY_FIELDS",
     "ENCODER_PREFIX",
+    "Exporter",
     "ImportPlan",
     "Importer",
     "encoder_config",
