@@ -744,7 +744,6 @@ def command_of(entry: str):
 
 def current_options() -> Iterator[tuple[str, str, str]]:
     """(entry, owner, dest) for every option accepted today; owner is the dataclass or, for a legacy verb, the verb."""
-    from hf_simo.cli.legacy import build_parser
     from hf_simo.utils.logging import CommonArguments
 
     yield ("hf-simo", "hf-simo", "debug")
@@ -755,7 +754,9 @@ def current_options() -> Iterator[tuple[str, str, str]]:
             for cls in (*command.arguments, CommonArguments):
                 for f in dataclasses.fields(cls):
                     yield (entry, cls.__name__, f.name)
-        else:
+        else:  # a legacy verb (none left since issue 11 removed hf_simo.cli.legacy)
+            from hf_simo.cli.legacy import build_parser
+
             verb = entry.split()[1]
             for action in build_parser(command, verb)._actions:
                 if not isinstance(action, argparse._HelpAction):

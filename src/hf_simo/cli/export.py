@@ -26,9 +26,6 @@ class ExportArguments:
     overwrite_output_dir: bool = option(False, "Replace an existing output folder.")
 
 
-RENAMED = {"output": "--output_dir", "revision": "--model_revision", "overwrite": "--overwrite_output_dir"}
-
-
 def run(export: ExportArguments, hub: HubOptions) -> int:
     from ..interop.export import export_task
     from ..modeling_simo import SimoModel
@@ -49,9 +46,8 @@ COMMAND = Command(
     (ExportArguments, HubOptions),
     run,
     positional={"model_name_or_path": "MODEL"},
-    renamed=RENAMED,
     description="Export one task of a SimoModel to its transformers class (depth-estimation pipeline).",
 )
 main = COMMAND.main
 
-__all__ = ["COMMAND", "ExportArguments", "RENAMED", "main", "run"]
+__all__ = ["COMMAND", "ExportArguments", "main", "run"]
