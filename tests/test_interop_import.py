@@ -195,3 +195,13 @@ def test_backbone_checkpoint_and_imported_models_are_bases(folders, tmp_path):
     for base in (tmp_path / "backbone", folders["da2"]):
         merged = merge([f"depth={folders['da2']}"], base=base, dtype=None, max_relative_distance=None)
         assert merged.task_names == ["depth"]
+
+
+def test_task_source_loads_native_and_imported_checkpoints(folders, tmp_path):
+    """The realign and relationships jobs read their single-task models through `from_task_source`."""
+    imported = SimoModel.from_task_source(folders["da2"], "depth")
+    assert imported.task_names == ["depth"] and imported.config.sources["depth"]["format"] == "depth_anything"
+    imported.save_pretrained(tmp_path / "native")
+    native = SimoModel.from_task_source(tmp_path / "native", "ignored")
+    assert native.task_names == ["depth"]
+    assert all(torch.equal(v, imported.state_dict()[k]) for k, v in native.state_dict().items())

@@ -227,6 +227,16 @@ class SimoModel(SimoPreTrainedModel):
         return model
 
     @classmethod
+    def from_task_source(cls, name_or_path: str | os.PathLike, task: str, **kwargs) -> SimoModel:
+        """A task source as merging reads it: a SimoModel checkpoint as is, a transformers checkpoint hf_simo imports
+        (DPT-DINOv2, Depth Anything) as the task `task` (the realign and relationships jobs' single-task models)."""
+        hub = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
+        resolved = resolve_repo(name_or_path, hub.pop("revision", None), **hub)
+        if _config_model_type(resolved.path) in ("simo", None):
+            return cls.from_pretrained(name_or_path, **kwargs)
+        return cls.from_pretrained(name_or_path, task=task, **kwargs)
+
+    @classmethod
     def _from_imported(cls, resolved, task: str | None, files, allow_pickle: bool) -> SimoModel:
         from transformers.initialization import no_init_weights
 
