@@ -75,7 +75,9 @@ def backbone_config_for(spec: TaskSpec, backbone_config: Dinov2Config) -> Dinov2
     for key in ("out_features", "_out_features", "out_indices", "_out_indices", "stage_names"):
         data.pop(key, None)
     layernorm = bool(spec.head_options.get("layernorm", True))
-    data.update(out_indices=list(spec.layers), reshape_hidden_states=False, apply_layernorm=layernorm)
+    data.update(reshape_hidden_states=False, apply_layernorm=layernorm)
+    if list(spec.layers) == sorted(set(spec.layers)):  # transformers' backbones take distinct, increasing indices
+        data["out_indices"] = list(spec.layers)
     return type(backbone_config).from_dict(data)
 
 

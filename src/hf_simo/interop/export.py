@@ -41,6 +41,10 @@ def check_exportable(model: Any, task: str) -> Exporter:
             f"task {task!r} is a {spec.kind} task with a {spec.head} head, which no transformers class holds; "
             f"exportable: {targets}. Publish the SimoModel instead (hf-simo push), or add a target: {EXTENSION_POINT}"
         )
+    if list(spec.layers) != sorted(set(spec.layers)):
+        raise UnsupportedExportError(
+            f"task {task!r} reads layers {spec.layers}; transformers' backbones take distinct increasing out_indices"
+        )
     if model.config.block_adapter is not None:
         adapters = [p for n, p in model.named_parameters() if ".adapter_slot." in n or ".relu_adapter." in n]
         if model.config.block_adapter != "linear" or any(bool(p.detach().any()) for p in adapters):
