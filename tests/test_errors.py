@@ -31,6 +31,8 @@ BUILT_INS = {
     E.OutputBusyError: (RuntimeError,),
     E.TrainingError: (RuntimeError,),
     E.RunConflictError: (RuntimeError,),
+    E.UnsupportedFormatError: (ValueError,),  # a CheckpointError (issue 13)
+    E.UnsupportedExportError: (ValueError,),
 }
 
 # where each class was defined before issue 11: the old import keeps working (the same class)

@@ -111,7 +111,7 @@ def test_features_are_layernormed_hidden_states():
 
 def test_head_registry_is_the_extension_point():
     spec = tiny_model({"d": {"kind": "depth"}}).config.get_task("d")
-    assert set(HEAD_BUILDERS) == {"linear", "dpt"}
+    assert set(HEAD_BUILDERS) == {"linear", "dpt", "depth_anything"}
     assert isinstance(build_head(spec, tiny_backbone_config()), LinearHead)
     spec.head = "unknown"
     with pytest.raises(ValueError, match="unknown head type 'unknown'"):

@@ -20,7 +20,7 @@ from .errors import TaskSpecError
 
 
 TASK_KINDS = ("semantic_segmentation", "depth", "disparity", "surface_normals", "regression")
-HEAD_TYPES = ("linear", "dpt")
+HEAD_TYPES = ("linear", "dpt", "depth_anything")
 LOSSES = ("cross_entropy", "l1", "cosine")
 METRICS = ("miou", "pixel_accuracy", "abs_err", "rel_err", "mean_angle", "median_angle")
 
@@ -54,7 +54,30 @@ DPT_HEAD_OPTIONS: dict[str, Any] = {
     "use_bias_in_fusion_residual": True,
     "add_projection": False,
     "semantic_classifier_dropout": 0.1,
+    "hidden_act": "gelu",  # DPTConfig.hidden_act: the activation of the "project" readout
+    "layernorm": True,  # feed final-norm(hidden state); False for DPT-DINOv2 (its backbone's apply_layernorm=False)
 }
+# Options of the `depth_anything` head (transformers' Depth Anything neck + head), named as in DepthAnythingConfig.
+DEPTH_ANYTHING_HEAD_OPTIONS: dict[str, Any] = {
+    "neck_hidden_sizes": None,  # default: hidden_size * (1/8, 1/4, 1/2, 1)
+    "reassemble_factors": [4, 2, 1, 0.5],
+    "fusion_hidden_size": 64,
+    "head_hidden_size": 32,
+    "depth_estimation_type": "relative",  # relative: ReLU; metric: sigmoid; both times max_depth
+    "max_depth": 1,
+    "layernorm": True,  # the backbone's apply_layernorm
+}
+HEAD_OPTIONS: dict[str, dict[str, Any]] = {
+    "linear": LINEAR_HEAD_OPTIONS,
+    "dpt": DPT_HEAD_OPTIONS,
+    "depth_anything": DEPTH_ANYTHING_HEAD_OPTIONS,
+}
+
+
+def feature_key(layer: int, layernorm: bool) -> int:
+    """Key of one encoder feature in `SimoEncoding.features`: +i is final-norm(hidden_states[i]) (what most heads
+    read), -i the raw output of block i (heads with `layernorm: False`, e.g. DPT-DINOv2)."""
+    return layer if layernorm else -layer
 
 
 def default_feature_layers(num_hidden_layers: int, num_features: int = 4) -> list[int]:
@@ -80,8 +103,9 @@ class TaskSpec:
             `None` means every pixel is valid.
         loss: `cross_entropy`, `l1` or `cosine` (default per kind).
         metric: primary metric for normalized performance (default per kind).
-        head: `linear` (DINOv2 linear evaluation head) or `dpt` (transformers' DPT neck and head).
-        head_options: options of the head type (see `LINEAR_HEAD_OPTIONS`, `DPT_HEAD_OPTIONS`).
+        head: `linear` (DINOv2 linear evaluation head), `dpt` (transformers' DPT neck and head) or `depth_anything`
+            (transformers' Depth Anything neck and head; depth/disparity only).
+        head_options: options of the head type (see `HEAD_OPTIONS`).
         layers: encoder blocks (1-based) that feed the head; default {3, 6, 9, 12} on 12 blocks.
         id2label: optional names of the segmentation classes, class id -> name (transformers' spelling; the legacy
             `class_names` list is read as `id2label`). Shown in model cards, pipeline outputs and plots.
@@ -201,7 +225,7 @@ class TaskSpec:
 
         if spec.head not in HEAD_TYPES:
             raise fail("head", f"must be one of {list(HEAD_TYPES)}, got {spec.head!r}")
-        allowed = LINEAR_HEAD_OPTIONS if spec.head == "linear" else DPT_HEAD_OPTIONS
+        allowed = HEAD_OPTIONS[spec.head]
         if not isinstance(spec.head_options, Mapping):
             raise fail("head_options", f"must be a mapping, got {type(spec.head_options).__name__}")
         unknown = sorted(set(spec.head_options) - set(allowed))
@@ -222,7 +246,9 @@ class TaskSpec:
                     "layers",
                     f"entries must be block indices in [1, {num_hidden_layers}] (1-based), got {spec.layers!r}",
                 )
-        if spec.head == "dpt":
+        if spec.head == "depth_anything" and spec.kind not in ("depth", "disparity"):
+            raise fail("head", f"a depth_anything head predicts depth or disparity, not {spec.kind!r}")
+        if spec.head in ("dpt", "depth_anything"):
             options = spec.head_options
             if len(spec.layers) != len(options["reassemble_factors"]):
                 raise fail(
@@ -232,7 +258,16 @@ class TaskSpec:
                 )
             if options["neck_hidden_sizes"] is not None and len(options["neck_hidden_sizes"]) != len(spec.layers):
                 raise fail("head_options", "'neck_hidden_sizes' must have one entry per feature layer")
-            if options["readout_type"] not in ("ignore", "add", "project"):
+            if spec.head == "depth_anything":
+                if options["depth_estimation_type"] not in ("relative", "metric"):
+                    raise fail("head_options", "'depth_estimation_type' must be relative|metric")
+                if options["max_depth"] is None:
+                    raise fail("head_options", "'max_depth' must be a number (1 for relative models)")
+            elif options["add_projection"] and options["fusion_hidden_size"] != 256:
+                raise fail(  # transformers' DPTDepthEstimationHead builds its projection as Conv2d(256, 256)
+                    "head_options", "'add_projection' needs fusion_hidden_size 256 (transformers' fixed projection)"
+                )
+            elif options["readout_type"] not in ("ignore", "add", "project"):
                 raise fail(
                     "head_options", f"'readout_type' must be ignore|add|project, got {options['readout_type']!r}"
                 )
@@ -273,6 +308,9 @@ class SimoConfig(PreTrainedConfig):
             The commit of `base_model_name_or_path`, when known.
         merge (`dict`, *optional*):
             How this model's encoder was merged (method, hyper-parameters, sources with resolved commits).
+        sources (`dict`, *optional*):
+            Task -> where an imported task came from (a transformers checkpoint: name, revision, resolved commit,
+            importer format, architectures), recorded by `SimoModel.from_pretrained(repo, task=...)`.
         realignment (`dict`, *optional*):
             How the merged model was re-aligned (mode, rank, steps, samples, trainable parameters).
         block_adapter (`str`, *optional*):
@@ -301,6 +339,7 @@ class SimoConfig(PreTrainedConfig):
     base_model_revision: str | None = None
     merge: dict | None = None
     realignment: dict | None = None
+    sources: dict | None = None
     block_adapter: str | None = None
     block_adapter_rank: int | None = None
     pad_to_patch_multiple: bool = True
@@ -362,8 +401,14 @@ class SimoConfig(PreTrainedConfig):
         return TaskSpec.from_dict(name, self.tasks[name])
 
     def feature_layers(self) -> list[int]:
-        """Union of the encoder blocks any head reads, sorted."""
-        return sorted({layer for spec in self.tasks.values() for layer in spec["layers"]})
+        """Union of the encoder features any head reads, sorted (`feature_key`s: +i normed, -i raw block i)."""
+        return sorted(
+            {
+                feature_key(layer, spec["head_options"].get("layernorm", True))
+                for spec in self.tasks.values()
+                for layer in spec["layers"]
+            }
+        )
 
     def with_tasks(self, tasks: Mapping[str, TaskSpec | Mapping[str, Any]]) -> SimoConfig:
         """A copy of this config with another set of tasks (used to select, drop or add heads)."""
@@ -372,4 +417,4 @@ class SimoConfig(PreTrainedConfig):
         return SimoConfig.from_dict(data)
 
 
-__all__ = ["SimoConfig", "TaskSpec", "TaskSpecError", "default_feature_layers"]
+__all__ = ["SimoConfig", "TaskSpec", "TaskSpecError", "default_feature_layers", "feature_key"]

@@ -40,6 +40,15 @@ class UnsafeCheckpointError(CheckpointError):
     """A checkpoint only has pickle weights and the user did not allow unpickling."""
 
 
+class UnsupportedFormatError(CheckpointError):
+    """A checkpoint of an architecture no importer handles (`hf_simo.interop.registry` lists them), or a DPT / Depth
+    Anything model on a backbone hf_simo cannot merge (not DINOv2)."""
+
+
+class UnsupportedExportError(SimoError, ValueError):
+    """A task that has no transformers class to export to (head type, task kind, block adapters)."""
+
+
 class NotFineTunedError(CheckpointError):
     """A task checkpoint's encoder is too far from the base to be a fine-tuned copy of it."""
 
@@ -114,4 +123,6 @@ __all__ = [
     "TrainingError",
     "UnknownTaskError",
     "UnsafeCheckpointError",
+    "UnsupportedExportError",
+    "UnsupportedFormatError",
 ]

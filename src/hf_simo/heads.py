@@ -1,4 +1,4 @@
-"""Task heads: DINOv2's dense linear head and transformers' DPT decoder.
+"""Task heads: DINOv2's dense linear head, transformers' DPT decoder and transformers' Depth Anything decoder.
 
 Every head takes the same input, the encoder features the model computed once for all tasks, and returns the
 prediction at the head's own resolution; the model resizes to the input. Adding a head type means writing one
@@ -13,10 +13,14 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Dinov2Config, DPTConfig
+from transformers import DepthAnythingConfig, Dinov2Config, DPTConfig
+from transformers.models.depth_anything.modeling_depth_anything import (
+    DepthAnythingDepthEstimationHead,
+    DepthAnythingNeck,
+)
 from transformers.models.dpt.modeling_dpt import DPTDepthEstimationHead, DPTNeck, DPTSemanticSegmentationHead
 
-from .configuration_simo import TaskSpec
+from .configuration_simo import TaskSpec, feature_key
 
 
 class LinearHead(nn.Module):
@@ -58,15 +62,51 @@ class LinearHead(nn.Module):
         return out.transpose(1, 2).reshape(batch, -1, *grid)
 
 
-def dpt_config_for(spec: TaskSpec, backbone_config: Dinov2Config) -> DPTConfig:
-    """The `DPTConfig` that transformers' DPT modules need for this task's head."""
-    options = spec.head_options
+def neck_hidden_sizes(spec: TaskSpec, backbone_config: Dinov2Config) -> list[int]:
     hidden = backbone_config.hidden_size
-    neck_hidden_sizes = options["neck_hidden_sizes"] or [max(1, hidden * f // 8) for f in (1, 2, 4, 8)]
+    return list(spec.head_options["neck_hidden_sizes"] or [max(1, hidden * f // 8) for f in (1, 2, 4, 8)])
+
+
+def backbone_config_for(spec: TaskSpec, backbone_config: Dinov2Config) -> Dinov2Config:
+    """The encoder config as transformers' DPT / Depth Anything backbones read it: the task's layers as
+    `out_indices`, token (not 4-D) feature maps, `apply_layernorm` as the head reads them. A fresh copy: DPTConfig
+    resets the attention implementation of the config object it is given."""
+    data = copy.deepcopy(backbone_config).to_dict()
+    for key in ("out_features", "_out_features", "out_indices", "_out_indices", "stage_names"):
+        data.pop(key, None)
+    layernorm = bool(spec.head_options.get("layernorm", True))
+    data.update(reshape_hidden_states=False, apply_layernorm=layernorm)
+    if list(spec.layers) == sorted(set(spec.layers)):  # transformers' backbones take distinct, increasing indices
+        data["out_indices"] = list(spec.layers)
+    return type(backbone_config).from_dict(data)
+
+
+def depth_anything_config_for(spec: TaskSpec, backbone_config: Dinov2Config, **extra) -> DepthAnythingConfig:
+    """The `DepthAnythingConfig` of a `depth_anything` task; the exporter writes the same one."""
+    options = spec.head_options
+    return DepthAnythingConfig(
+        backbone_config=backbone_config_for(spec, backbone_config),
+        patch_size=backbone_config.patch_size,
+        reassemble_hidden_size=backbone_config.hidden_size,
+        reassemble_factors=list(options["reassemble_factors"]),
+        neck_hidden_sizes=neck_hidden_sizes(spec, backbone_config),
+        fusion_hidden_size=options["fusion_hidden_size"],
+        head_hidden_size=options["head_hidden_size"],
+        head_in_index=-1,
+        depth_estimation_type=options["depth_estimation_type"],
+        max_depth=options["max_depth"],
+        **extra,
+    )
+
+
+def dpt_config_for(spec: TaskSpec, backbone_config: Dinov2Config, **extra) -> DPTConfig:
+    """The `DPTConfig` that transformers' DPT modules need for this task's head; the exporter writes the same one."""
+    options = spec.head_options
+    if spec.kind not in ("depth", "disparity"):  # depth exports carry no id2label
+        extra.setdefault("num_labels", spec.num_outputs)
     return DPTConfig(
-        # a deep copy: DPTConfig resets the attention implementation of the config object it is given
-        backbone_config=copy.deepcopy(backbone_config),
-        neck_hidden_sizes=list(neck_hidden_sizes),
+        backbone_config=backbone_config_for(spec, backbone_config),
+        neck_hidden_sizes=neck_hidden_sizes(spec, backbone_config),
         reassemble_factors=list(options["reassemble_factors"]),
         fusion_hidden_size=options["fusion_hidden_size"],
         readout_type=options["readout_type"],
@@ -74,8 +114,9 @@ def dpt_config_for(spec: TaskSpec, backbone_config: Dinov2Config) -> DPTConfig:
         use_bias_in_fusion_residual=options["use_bias_in_fusion_residual"],
         add_projection=options["add_projection"],
         semantic_classifier_dropout=options["semantic_classifier_dropout"],
-        num_labels=spec.num_outputs,
+        hidden_act=options.get("hidden_act", "gelu"),
         head_in_index=-1,
+        **extra,
     )
 
 
@@ -83,13 +124,15 @@ class DPTHead(nn.Module):
     """transformers' `DPTNeck` followed by `DPTDepthEstimationHead` (depth, disparity) or
     `DPTSemanticSegmentationHead` (segmentation logits, or N channels for normals and other regressions).
 
-    Fed with the layer-normed hidden states of the selected blocks, it computes exactly what
-    `DPTForDepthEstimation` computes on a DINOv2 backbone with the same weights.
+    Fed with the selected blocks' hidden states (layer-normed, or raw with `layernorm: False` as DPT-DINOv2's
+    `apply_layernorm=False` backbone), it computes exactly what `DPTForDepthEstimation` computes on a DINOv2
+    backbone with the same weights.
     """
 
     def __init__(self, spec: TaskSpec, backbone_config: Dinov2Config):
         super().__init__()
         self.layers = list(spec.layers)
+        self.feature_keys = [feature_key(layer, spec.head_options.get("layernorm", True)) for layer in self.layers]
         self.scalar_output = spec.kind in ("depth", "disparity")
         dpt_config = dpt_config_for(spec, backbone_config)
         self.neck = DPTNeck(dpt_config)
@@ -101,12 +144,33 @@ class DPTHead(nn.Module):
         self.neck.fusion_stage.layers[0].residual_layer1.requires_grad_(False)
 
     def forward(self, features: dict[int, torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
-        hidden_states = [features[layer] for layer in self.layers]
+        hidden_states = [features[key] for key in self.feature_keys]
         out = self.head(self.neck(hidden_states, grid[0], grid[1]))
         return out.unsqueeze(1) if self.scalar_output else out
 
 
-HEAD_BUILDERS: dict[str, Callable[[TaskSpec, Dinov2Config], nn.Module]] = {"linear": LinearHead, "dpt": DPTHead}
+class DepthAnythingHead(nn.Module):
+    """transformers' `DepthAnythingNeck` + `DepthAnythingDepthEstimationHead` (relative: ReLU, metric: sigmoid; both
+    times `max_depth`), fed as `DepthAnythingForDepthEstimation` feeds them: (B, 1, 14·h, 14·w) for patch 14."""
+
+    def __init__(self, spec: TaskSpec, backbone_config: Dinov2Config):
+        super().__init__()
+        config = depth_anything_config_for(spec, backbone_config)
+        self.layers = list(spec.layers)
+        self.feature_keys = [feature_key(layer, spec.head_options["layernorm"]) for layer in self.layers]
+        self.neck = DepthAnythingNeck(config)
+        self.head = DepthAnythingDepthEstimationHead(config)
+
+    def forward(self, features: dict[int, torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
+        hidden_states = [features[key] for key in self.feature_keys]
+        return self.head(self.neck(hidden_states, grid[0], grid[1]), grid[0], grid[1]).unsqueeze(1)
+
+
+HEAD_BUILDERS: dict[str, Callable[[TaskSpec, Dinov2Config], nn.Module]] = {
+    "linear": LinearHead,
+    "dpt": DPTHead,
+    "depth_anything": DepthAnythingHead,
+}
 
 
 def build_head(spec: TaskSpec, backbone_config: Dinov2Config) -> nn.Module:
@@ -118,4 +182,13 @@ def build_head(spec: TaskSpec, backbone_config: Dinov2Config) -> nn.Module:
     return builder(spec, backbone_config)
 
 
-__all__ = ["DPTHead", "HEAD_BUILDERS", "LinearHead", "build_head", "dpt_config_for"]
+__all__ = [
+    "DPTHead",
+    "DepthAnythingHead",
+    "HEAD_BUILDERS",
+    "LinearHead",
+    "backbone_config_for",
+    "build_head",
+    "depth_anything_config_for",
+    "dpt_config_for",
+]

@@ -33,7 +33,8 @@ from .weights import check_checkpoint_matches_config
 class SimoEncoding(ModelOutput):
     """What the encoder computed once for all heads.
 
-    features: block index (1-based) -> layer-normed hidden states (B, 1 + h*w, C), CLS token first.
+    features: feature key -> hidden states (B, 1 + h*w, C), CLS token first: +i the layer-normed output of block i
+        (1-based), -i its raw output (`configuration_simo.feature_key`).
     grid: the patch grid (h, w). padding: (top, bottom, left, right) pixels added to reach a patch multiple.
     """
 
@@ -169,6 +170,7 @@ class SimoModel(SimoPreTrainedModel):
         *model_args,
         tasks: list[str] | None = None,
         allow_pickle: bool = False,
+        task: str | None = None,
         **kwargs,
     ) -> SimoModel:
         """`PreTrainedModel.from_pretrained`, safetensors only unless `allow_pickle=True`, and strict.
@@ -177,7 +179,8 @@ class SimoModel(SimoPreTrainedModel):
         `token`, `cache_dir`, `local_files_only`; offline mode honoured), then checked against its config before
         any weight is loaded: a head without weights, weights of a head the config does not declare or a tensor
         of the wrong shape is an error that names the task, not a warning followed by random weights.
-        `tasks` keeps a subset of the heads.
+        `tasks` keeps a subset of the heads. A transformers checkpoint hf_simo imports (DPT-DINOv2, Depth Anything
+        v1/v2; `hf_simo.interop`) loads as a single-task model whose task is named `task` (e.g. `task="depth"`).
         """
         if kwargs.get("use_safetensors") is False and not allow_pickle:
             raise ValueError("use_safetensors=False loads pickle weights; pass allow_pickle=True to allow it")
@@ -194,6 +197,12 @@ class SimoModel(SimoPreTrainedModel):
         )
         source = resolved.describe()
         files = safetensors_files(resolved.path, source=source, allow_pickle=allow_pickle)
+        if task is not None or _config_model_type(resolved.path) not in ("simo", None):
+            if tasks is not None:
+                raise CheckpointError(
+                    f"{source}: tasks= selects heads of a SimoModel; name an imported task with task="
+                )
+            return cls._from_imported(resolved, task, files, allow_pickle)
         config = kwargs.pop("config", None) or SimoConfig.from_pretrained(resolved.path)
         if not isinstance(config, SimoConfig):
             raise CheckpointError(
@@ -216,6 +225,34 @@ class SimoModel(SimoPreTrainedModel):
             loaded.select_tasks(list(tasks))
         freeze_unused_parameters(loaded)  # from_pretrained re-enables every gradient; DDP needs these off
         return model
+
+    @classmethod
+    def from_task_source(cls, name_or_path: str | os.PathLike, task: str, **kwargs) -> SimoModel:
+        """A task source as merging reads it: a SimoModel checkpoint as is, a transformers checkpoint hf_simo imports
+        (DPT-DINOv2, Depth Anything) as the task `task` (the realign and relationships jobs' single-task models)."""
+        hub = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
+        resolved = resolve_repo(name_or_path, hub.pop("revision", None), **hub)
+        if _config_model_type(resolved.path) in ("simo", None):
+            return cls.from_pretrained(name_or_path, **kwargs)
+        return cls.from_pretrained(name_or_path, task=task, **kwargs)
+
+    @classmethod
+    def _from_imported(cls, resolved, task: str | None, files, allow_pickle: bool) -> SimoModel:
+        from transformers.initialization import no_init_weights
+
+        from .interop.loading import imported_model_state
+
+        config, state, provenance = imported_model_state(resolved.path, task, resolved.describe(), files, allow_pickle)
+        with no_init_weights():
+            model = cls(config)
+        model.load_state_dict(state, strict=True)
+        model.config.name_or_path = resolved.name_or_path
+        model.config.sources = {
+            task: {"name_or_path": resolved.name_or_path, "revision": resolved.revision, "commit": resolved.commit}
+            | provenance
+        }
+        freeze_unused_parameters(model)
+        return model.eval()
 
     def save_pretrained(
         self,
@@ -376,7 +413,11 @@ class SimoModel(SimoPreTrainedModel):
         outputs = self.dinov2(
             pixel_values, output_hidden_states=True, output_attentions=bool(output_attentions), return_dict=True
         )
-        features = {layer: self.dinov2.layernorm(outputs.hidden_states[layer]) for layer in layers}
+        # feature keys: +i = final-norm(hidden_states[i]), -i = the raw output of block i (configuration_simo)
+        features = {
+            key: self.dinov2.layernorm(outputs.hidden_states[key]) if key > 0 else outputs.hidden_states[-key]
+            for key in layers
+        }
         return SimoEncoding(
             features=features,
             grid=grid,
@@ -563,6 +604,13 @@ def check_task_labels(name: str, spec: TaskSpec, labels: torch.Tensor, pixel_val
             f"{spec.invalid_value} instead"
         )
     return labels
+
+
+def _config_model_type(path: Path) -> str | None:
+    import json
+
+    config_file = Path(path) / "config.json"
+    return json.loads(config_file.read_text()).get("model_type") if config_file.is_file() else None
 
 
 def load_dinov2_encoder(

@@ -38,6 +38,20 @@ def canonical_key(key: str) -> str:
     return key
 
 
+# The legacy SwiGLU `mlp.weights_in` stacks the gate and up projections on dim 0 (transformers' conversion mapping)
+_SWIGLU_IN = ".mlp.weights_in."
+_SWIGLU_OUT = (".mlp.gate_proj.", ".mlp.up_proj.")  # chunk(2, dim=0): gate first, as transformers converts it
+
+
+def canonical_names(key: str) -> list[tuple[str, int | None]]:
+    """The transformers-5 module name(s) of one stored DINOv2-family tensor, with the chunk each one takes: legacy
+    attention names renamed; the legacy SwiGLU `mlp.weights_in` split into `gate_proj` (0) and `up_proj` (1)."""
+    key = f".{canonical_key(key)}."
+    if _SWIGLU_IN in key:
+        return [(key.replace(_SWIGLU_IN, out)[1:-1], index) for index, out in enumerate(_SWIGLU_OUT)]
+    return [(key[1:-1], None)]
+
+
 def check_checkpoint_matches_config(build_model: Callable[[Any], Any], config: Any, files, source: str) -> None:
     """Compare the tensors in safetensors headers with those `build_model(config)` creates (on the meta device, no
     memory): every problem named by task. `build_model` is the model class, or `AutoModel.from_config`."""
@@ -77,4 +91,4 @@ def check_checkpoint_matches_config(build_model: Callable[[Any], Any], config: A
         raise CheckpointError(f"{source} does not match its config.json: " + "; ".join(problems))
 
 
-__all__ = ["canonical_key", "check_checkpoint_matches_config"]
+__all__ = ["canonical_key", "canonical_names", "check_checkpoint_matches_config"]

@@ -700,8 +700,19 @@ NEW_OPTIONS = [
     ("--early_stopping_patience", "EncoderArguments", "pre-training stops at a validation plateau"),
     (
         "--run_dir / --destination / --max_megabytes / --from_checkpoint / --provisional / --note",
-        "ExportArguments",
+        "ShipEncoderArguments",
         "recipes/ship_encoder.py: a pre-training run -> the shipped encoder",
+    ),
+    # issue 13 (importers and exporters)
+    (
+        "--model_name_or_path / --model_revision / --task / --output_dir / --overwrite_output_dir",
+        "ExportArguments",
+        "hf-simo export MODEL --task depth --output_dir DIR (a new verb)",
+    ),
+    (
+        "--token / --cache_dir / --local_files_only / --allow_pickle",
+        "HubOptions on hf-simo export",
+        "export reads MODEL from the Hub",
     ),
 ]
 
@@ -717,6 +728,7 @@ ENTRIES = {
     "hf-simo card": "hf_simo.cli.card",
     "hf-simo push": "hf_simo.cli.push",
     "hf-simo predict": "hf_simo.cli.predict",
+    "hf-simo export": "hf_simo.cli.export",
     "recipes/merge.py": "hf_simo.cli.merge:RECIPE",
     "recipes/finetune.py": "hf_simo.cli.finetune",
     "recipes/train_mtl.py": "hf_simo.cli.train_mtl",

@@ -42,6 +42,7 @@ VERBS = {
     "card": ("hf_simo.cli.card", "(re)write the model card (README.md) of a saved model folder"),
     "push": ("hf_simo.cli.push", "publish a saved model folder to the Hugging Face Hub"),
     "predict": ("hf_simo.cli.predict", "predict every task for image files and write PNGs"),
+    "export": ("hf_simo.cli.export", "one task of a SimoModel back to its transformers class (depth estimation)"),
 }
 EXIT_USAGE = 2
 

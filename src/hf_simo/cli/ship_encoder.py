@@ -3,11 +3,11 @@ hf_simo (`hf_simo.training.export.export_encoder`)."""
 
 from __future__ import annotations
 
-from ..training.arguments import ExportArguments
+from ..training.arguments import ShipEncoderArguments
 from .runner import Command
 
 
-def run(args: ExportArguments):
+def run(args: ShipEncoderArguments):
     from ..training.export import export_encoder
 
     return export_encoder(args)
@@ -15,7 +15,7 @@ def run(args: ExportArguments):
 
 COMMAND = Command(
     "recipes/ship_encoder.py",
-    (ExportArguments,),
+    (ShipEncoderArguments,),
     run,
     description="Write the shipped encoder (package data with provenance and loss curve) from a pre-training run.",
 )

@@ -167,7 +167,7 @@ def run_realign(args: RealignArguments, source, method, data, run, push=None) ->
     eval_batch_size = run.per_device_eval_batch_size
 
     # single-task baselines on validation (for α) and on test (for the table)
-    singles = {t: SimoModel.from_pretrained(sources[t]).eval() for t in tasks}
+    singles = {t: SimoModel.from_task_source(sources[t], t).eval() for t in tasks}  # imported sources too
     validation_batches = simo_batches(realign_set, tasks, eval_batch_size)
     val_baselines = {t: primary_values(singles[t], evaluate(singles[t], validation_batches, [t]))[t] for t in tasks}
     results: dict[str, dict[str, dict[str, float]]] = {"Single-task": {}}

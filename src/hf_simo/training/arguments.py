@@ -227,7 +227,7 @@ class MTLArguments(TwoStageArguments):
 
 
 @dataclass
-class ExportArguments:
+class ShipEncoderArguments:
     """Which pre-training run to ship, and where."""
 
     run_dir: str = field(metadata={"help": "Output folder of a recipes/pretrain_encoder.py run."})
@@ -302,7 +302,7 @@ __all__ = [
     "ENCODER_RENAMED",
     "PRETRAIN_TRAIN_BATCH_SIZE",
     "RUN_RENAMED",
-    "ExportArguments",
+    "ShipEncoderArguments",
     "EncoderArguments",
     "FinetuneArguments",
     "MTLArguments",

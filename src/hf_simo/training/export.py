@@ -25,7 +25,7 @@ from ..atomic import atomic_folder
 from ..encoders import PROVENANCE_NAME, SHIPPED_ENCODER, shipped_encoder_path
 from ..errors import TrainingError
 from ..utils.logging import get_logger
-from .arguments import ExportArguments
+from .arguments import ShipEncoderArguments
 from .checkpoints import latest_checkpoint
 from .pretrain import RUN_NAME, encoder_config, read_revision, write_loss_curve
 from .run import RUN_ARGS_NAME, is_complete, model_dir, read_summary
@@ -54,7 +54,7 @@ def _checkpoint_encoder(run_dir: Path, run_args: dict[str, Any]) -> tuple[Dinov2
     return model, {"checkpoint": checkpoint.name, "global_step": trainer_state.get("global_step")}
 
 
-def export_encoder(args: ExportArguments) -> Path:
+def export_encoder(args: ShipEncoderArguments) -> Path:
     """Write the shipped-encoder folder from a pre-training run; returns it."""
     run_dir = Path(args.run_dir)
     run_args_path = run_dir / RUN_ARGS_NAME
@@ -94,7 +94,7 @@ def _write_folder(
     summary: dict[str, Any],
     stopped: dict[str, Any],
     parameters: int,
-    args: ExportArguments,
+    args: ShipEncoderArguments,
 ) -> None:
     model.to(dtype).save_pretrained(str(tmp))
     if dtype != torch.float32:  # stored in bf16, computed in fp32 by every from_pretrained
@@ -130,4 +130,4 @@ def _write_folder(
         os.chmod(path, 0o644)  # package data: world-readable, whatever umask the writer used
 
 
-__all__ = ["ExportArguments", "export_encoder"]
+__all__ = ["ShipEncoderArguments", "export_encoder"]

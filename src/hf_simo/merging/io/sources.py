@@ -25,14 +25,14 @@ from transformers import Dinov2Config, PreTrainedModel
 from ...configuration_simo import SimoConfig
 from ...errors import MergeOptionError
 from ...hub import CheckpointError, HubOptions, UnsafeCheckpointError, resolve_repo, safetensors_files
-from ...weights import canonical_key
+from ...interop.plan import ImportPlan
+from ...interop.registry import import_plan
+from ...weights import canonical_names
 from ..checks import check_architecture, check_unique_tasks
+from .imported import imported_parts
 from .reader import TensorReader, load_pickle_weights
 
 
-# transformers-4 Dinov2 names -> transformers-5 names (transformers' conversion_mapping.py, "Dinov2Model")
-_SWIGLU_IN = ".mlp.weights_in."
-_SWIGLU_OUT = (".mlp.gate_proj.", ".mlp.up_proj.")  # chunk(2, dim=0): gate first, as transformers converts it
 _TASK_SPEC_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
 
 
@@ -86,7 +86,9 @@ def parse_task_sources(values: Sequence[str], hub: HubOptions | None = None) -> 
         source = str(spec.name_or_path)
         name = spec.task
         if name is None:
-            config = SimoConfig.from_pretrained(resolve_repo(source, hub=hub).path)
+            path = resolve_repo(source, hub=hub).path
+            import_plan(path, None, source)  # a transformers task model: its task needs a NAME=
+            config = SimoConfig.from_pretrained(path)
             if len(config.tasks) != 1:
                 raise CheckpointError(f"{source} has tasks {config.task_names}; name the one to use as NAME={source}")
             name = config.task_names[0]
@@ -107,10 +109,7 @@ def canonical_encoder_keys(raw_key: str) -> list[tuple[str, int | None]]:
     Legacy attention names are renamed; the legacy SwiGLU `mlp.weights_in` (gate and up projections stacked on
     dim 0) maps to `mlp.gate_proj` (chunk 0) and `mlp.up_proj` (chunk 1), as transformers converts it.
     """
-    key = f".{canonical_key(raw_key)}."  # the renames come from transformers' own conversion mapping
-    if _SWIGLU_IN in key:
-        return [(key.replace(_SWIGLU_IN, out)[1:-1], index) for index, out in enumerate(_SWIGLU_OUT)]
-    return [(key[1:-1], None)]
+    return canonical_names(raw_key)  # the renames come from transformers' own conversion mapping
 
 
 @dataclass
@@ -129,6 +128,7 @@ class Checkpoint:
     heads: list[str] = field(default_factory=list)
     task: str | None = None  # output task name (tasks only)
     source_task: str | None = None
+    format: str | None = None  # the importer that read a transformers checkpoint (None: a SimoModel or Dinov2)
 
     def describe(self) -> str:
         where = self.name_or_path
@@ -163,6 +163,8 @@ class Checkpoint:
             record = {"task": self.task, **record}
             if self.source_task != self.task:
                 record["source_task"] = self.source_task
+        if self.format is not None:
+            record["format"] = self.format
         return record
 
     def close(self) -> None:
@@ -216,14 +218,26 @@ def split_keys(
     return encoder, heads
 
 
+def imported_checkpoint(plan: ImportPlan, reader: TensorReader, role: str, **where: Any) -> Checkpoint:
+    """A transformers checkpoint (DPT-DINOv2, Depth Anything) as the engine sees a SimoModel one."""
+    parts = imported_parts(plan, reader, role, where["label"])
+    where.pop("label")
+    return Checkpoint(role=role, format=plan.format, **parts, **where)
+
+
 def open_checkpoint(
     source: str | os.PathLike | PreTrainedModel,
     *,
     role: str,
     revision: str | None = None,
     hub: HubOptions | None = None,
+    task: str | None = None,
 ) -> Checkpoint:
-    """Resolve a source (Hub id, folder or model), read its config and weight headers; no weight is loaded."""
+    """Resolve a source (Hub id, folder or model), read its config and weight headers; no weight is loaded.
+
+    transformers checkpoints (DPT-DINOv2, Depth Anything v1/v2, Dinov2Model/Backbone) are imported through
+    `hf_simo.interop` (chosen from config.json); `task` names the task an imported task model becomes.
+    """
     hub = hub or HubOptions()
     if isinstance(source, PreTrainedModel):
         config = source.config
@@ -240,7 +254,12 @@ def open_checkpoint(
             ) from err
         name, path, revision, commit = resolved.name_or_path, resolved.path, resolved.revision, resolved.commit
         label = resolved.describe()
-        config = read_config(path, label)
+        # config.json only: refusals come before any weight is read; a base's task name is never used
+        plan = import_plan(path, task if role == "task" else "base", label)
+        if plan is not None and plan.format != "encoder":
+            config = plan.source_config
+        else:
+            config = read_config(path, label)
         try:
             files = safetensors_files(path, source=label, allow_pickle=hub.allow_pickle)
         except UnsafeCheckpointError:
@@ -250,6 +269,13 @@ def open_checkpoint(
             if files
             else TensorReader(label, state_dict=load_pickle_weights(path, label))
         )
+        if plan is not None and plan.format != "encoder":
+            where = {"name_or_path": name, "revision": revision, "commit": commit, "path": path}
+            try:
+                return imported_checkpoint(plan, reader, role, label=label, **where)
+            except BaseException:
+                reader.close()
+                raise
     backbone = config.backbone_config if config.model_type == "simo" else config
     if config.model_type not in ("simo", "dinov2"):
         raise CheckpointError(f"{name} is a {config.model_type!r} model; merging needs Dinov2/SimoModel checkpoints")
@@ -274,7 +300,7 @@ def open_checkpoint(
 
 def open_task(source: TaskSource, hub: HubOptions | None = None) -> Checkpoint:
     """A task checkpoint with its output task name and head selected."""
-    checkpoint = open_checkpoint(source.name_or_path, role="task", revision=source.revision, hub=hub)
+    checkpoint = open_checkpoint(source.name_or_path, role="task", revision=source.revision, hub=hub, task=source.task)
     tasks = list(checkpoint.config.tasks)
     where = checkpoint.describe().split(" ", 2)[-1]
     if source.source_task is not None:
@@ -305,9 +331,15 @@ def base_from_tasks(tasks: Iterable[Checkpoint]) -> tuple[str, str | None]:
         if name:
             recorded[checkpoint.describe()] = (name, checkpoint.config.base_model_revision)
     if not recorded:
+        checkpoints = list(tasks)
+        sizes = {"384": "small", "768": "base", "1024": "large", "1536": "giant"}
+        hidden = str(checkpoints[0].backbone_config.hidden_size) if checkpoints else ""
+        suggestion = f"facebook/dinov2-{sizes[hidden]}" if hidden in sizes else "facebook/dinov2-base"
+        imported = [c.describe() for c in checkpoints if c.format is not None]
+        note = f" ({', '.join(imported)}: transformers checkpoints record no base)" if imported else ""
         raise CheckpointError(
-            "no base encoder given and none of the task checkpoints records one (config.base_model_name_or_path); "
-            "pass the pre-trained encoder they were fine-tuned from, e.g. --base_model facebook/dinov2-base"
+            "no base encoder given and none of the task checkpoints records one (config.base_model_name_or_path)"
+            f"{note}; pass the pre-trained encoder they were fine-tuned from, e.g. --base_model {suggestion}"
         )
     distinct = set(recorded.values())
     if len(distinct) > 1:
@@ -381,6 +413,7 @@ __all__ = [
     "TaskSource",
     "base_from_tasks",
     "canonical_encoder_keys",
+    "imported_checkpoint",
     "load_coefficients",
     "open_checkpoint",
     "open_sources",
