@@ -732,7 +732,6 @@ def command_of(entry: str):
 
 def current_options() -> Iterator[tuple[str, str, str]]:
     """(entry, owner, dest) for every option accepted today; owner is the dataclass or, for a legacy verb, the verb."""
-    from hf_simo.cli.legacy import build_parser
     from hf_simo.utils.logging import CommonArguments
 
     yield ("hf-simo", "hf-simo", "debug")
@@ -744,6 +743,8 @@ def current_options() -> Iterator[tuple[str, str, str]]:
                 for f in dataclasses.fields(cls):
                     yield (entry, cls.__name__, f.name)
         else:
+            from hf_simo.cli.legacy import build_parser  # no legacy verb is left since issue 11 WP-C
+
             verb = entry.split()[1]
             for action in build_parser(command, verb)._actions:
                 if not isinstance(action, argparse._HelpAction):
