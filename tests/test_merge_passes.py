@@ -192,3 +192,27 @@ def test_streamed_merge_equals_a_plain_in_memory_implementation(sources, tmp_pat
     streamed = encoder_state(out)
     for key in keys:
         torch.testing.assert_close(streamed[key], expected[key], rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("task_arithmetic", {}),
+        ("ties", {"density": 0.3}),
+        ("lines", {"beta": 0.6, "base_method": "ties"}),
+        ("dare", {"density": 0.5, "sign_election": True}),
+    ],
+)
+def test_the_written_folder_does_not_depend_on_the_thread_count(sources, tmp_path, method, options):
+    base_folder, task_folders = sources
+    before = torch.get_num_threads()
+    folders = [
+        merge_to_folder(tmp_path / str(n), task_folders, base_folder, method, options, num_threads=n)
+        for n in (1, 2, 3)
+    ]
+    assert torch.get_num_threads() == before  # restored
+    for folder in folders[1:]:
+        for name in ("model.safetensors", "config.json"):
+            assert (folder / name).read_bytes() == (folders[0] / name).read_bytes(), (folder, name)
+    with pytest.raises(ValueError, match="num_threads"):
+        merge_to_folder(tmp_path / "bad", task_folders, base_folder, num_threads=0)

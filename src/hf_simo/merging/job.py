@@ -50,6 +50,7 @@ from .merge_methods import (
 )
 from .merge_methods.dare import MASK_VERSION
 from .select import StreamingKthValue, kth_rank, magnitude_bins
+from .threads import serial_reductions
 
 
 # Fine-tuning moves an encoder well under ‖θ_0‖ (the provenance check refuses task vectors above 1.0·‖θ_0‖), so a merge
@@ -85,13 +86,15 @@ class TaskVectorsAt(Sequence):
         finetuned = checkpoint.encoder_tensor(self.key).to(torch.float32)
         first = self.validate and index not in self._checked
         if first:
-            self.job.stats.add_task(index, checkpoint, self.key, self.base, finetuned)
+            with serial_reductions():
+                self.job.stats.add_task(index, checkpoint, self.key, self.base, finetuned)
         if checkpoint.reader.owns_tensors:  # a fresh buffer read from disk: subtract in place, one allocation less
             tau = finetuned.sub_(self.base)
         else:
             tau = finetuned - self.base
         if first:
-            self.job.stats.add_task_vector(index, tau)
+            with serial_reductions():
+                self.job.stats.add_task_vector(index, tau)
             self._checked.add(index)
         return tau
 
@@ -146,7 +149,8 @@ class MergeJob:
         for key in bar:
             base = self.base.encoder_tensor(key).to(torch.float32)
             if validate:
-                self.stats.add_base(self.base, key, base)
+                with serial_reductions():
+                    self.stats.add_base(self.base, key, base)
             yield key, TaskVectorsAt(self, key, base, validate, hold)
         bar.close()
         if validate:
@@ -216,8 +220,10 @@ class MergeJob:
             step += 1
             sum_sq = merged_sq = 0.0
             for key, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
-                sum_sq += squared_norm(task_arithmetic(vectors))
-                merged_sq += squared_norm(self._merge_key(key, vectors))
+                sum_tau, merged_tau = task_arithmetic(vectors), self._merge_key(key, vectors)
+                with serial_reductions():
+                    sum_sq += squared_norm(sum_tau)
+                    merged_sq += squared_norm(merged_tau)
             self.lines_alpha = lines_auto_alpha(sum_sq, merged_sq, len(self.tasks))
         elif self.method == "lines" and self.lines_alpha is None:
             self.lines_alpha = lines_auto_alpha(1.0, 1.0, len(self.tasks))  # TA base, unit weights: exactly 1/T
@@ -313,8 +319,10 @@ class MergeJob:
                 f"the merged encoder tensor {key!r} contains {kind} in {str(merged.dtype).replace('torch.', '')} "
                 f"(alpha={self.alpha:g}): the scaled task vector overflows; use a smaller alpha (typically 0.1 to 1.5)"
             )
-        self._update_sq += float(torch.linalg.vector_norm(merged.float() - base)) ** 2
-        self._base_sq += float(torch.linalg.vector_norm(base)) ** 2
+        difference = merged.float() - base
+        with serial_reductions():
+            self._update_sq += float(torch.linalg.vector_norm(difference)) ** 2
+            self._base_sq += float(torch.linalg.vector_norm(base)) ** 2
 
     def check_update(self) -> None:
         """After the last `check_merged`: refuse a merged encoder farther than `MAX_RELATIVE_UPDATE`·‖θ_0‖ from θ_0."""
