@@ -422,3 +422,20 @@ def test_every_family_file_registers_its_methods_once():
     assert sorted(M.METHODS) == sorted(
         ["task_arithmetic", "ties", "magnitude", "dare", "breadcrumbs", "consensus", "tall_mask", "lines"]
     )
+
+
+def test_readme_states_the_defaults_of_every_method_once():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    named = [line.split("`")[1] for line in rows if line.split("`")[1] in M.METHODS]
+    assert sorted(named) == sorted(M.METHODS)  # one row per registered method
+    for line in rows:
+        name = line.split("`")[1]
+        if name in M.METHODS:
+            for option, (default, _) in M.METHODS[name].options.items():
+                if option in ("density", "scope", "aggregate") and "TIES' defaults" in line:
+                    continue  # a TIES base takes TIES' defaults, stated in the ties row
+                if isinstance(default, float):
+                    assert f"{default:g}" in line, (name, option)  # every numeric default is stated
