@@ -254,7 +254,7 @@ def test_task_arithmetic_and_magnitude_prune_equal_peft():
 
 def test_dare_drops_at_the_requested_rate_rescales_and_is_seeded():
     tvs = random_task_vectors(num_tasks=2, size=20000, seed=2)
-    seeds = [M.dare_seed(0, t, "w") for t in range(2)]
+    seeds = [M.dare_seed(0, name, "w") for name in ("a", "b")]
     dropped = [M.dare_drop(t, 0.3, s) for t, s in zip(tvs, seeds)]
     for original, result in zip(tvs, dropped):
         kept = result != 0
@@ -268,8 +268,8 @@ def test_dare_drops_at_the_requested_rate_rescales_and_is_seeded():
     torch.testing.assert_close(M.dare(list(tvs), density=0.3, seeds=seeds, sign_election=True), expected)
     # same seed -> same drop; another seed or key -> another drop
     assert torch.equal(M.dare_drop(tvs[0], 0.3, seeds[0]), dropped[0])
-    assert not torch.equal(M.dare_drop(tvs[0], 0.3, M.dare_seed(1, 0, "w")), dropped[0])
-    assert M.dare_seed(0, 0, "w") != M.dare_seed(0, 0, "b")
+    assert not torch.equal(M.dare_drop(tvs[0], 0.3, M.dare_seed(1, "a", "w")), dropped[0])
+    assert M.dare_seed(0, "a", "w") != M.dare_seed(0, "a", "b")
 
 
 @pytest.mark.parametrize(("density", "gamma"), [(0.5, 0.01), (0.9, 0.1), (0.3, 0.0), (0.95, 0.2)])
@@ -380,8 +380,11 @@ def test_resolved_options_fill_defaults():
         "base_method": "ties",
         "density": 0.2,
         "scope": "global",
-        "aggregate": "sum",
+        "aggregate": "mean",  # TIES' own default (issue 12): every method on a TIES base takes TIES' defaults
     }
+    for method, required in (("consensus", {}), ("tall_mask", {}), ("lines", {"beta": 0.5})):
+        resolved = M.resolve_method(method, {"base_method": "ties", **required})[1]
+        assert {k: resolved[k] for k in ("density", "scope", "aggregate")} == M.resolve_method("ties")[1], method
 
 
 def test_coefficients_accept_numbers_rows_layer_rows_and_mappings():
@@ -419,3 +422,20 @@ def test_every_family_file_registers_its_methods_once():
     assert sorted(M.METHODS) == sorted(
         ["task_arithmetic", "ties", "magnitude", "dare", "breadcrumbs", "consensus", "tall_mask", "lines"]
     )
+
+
+def test_readme_states_the_defaults_of_every_method_once():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    named = [line.split("`")[1] for line in rows if line.split("`")[1] in M.METHODS]
+    assert sorted(named) == sorted(M.METHODS)  # one row per registered method
+    for line in rows:
+        name = line.split("`")[1]
+        if name in M.METHODS:
+            for option, (default, _) in M.METHODS[name].options.items():
+                if option in ("density", "scope", "aggregate") and "TIES' defaults" in line:
+                    continue  # a TIES base takes TIES' defaults, stated in the ties row
+                if isinstance(default, float):
+                    assert f"{default:g}" in line, (name, option)  # every numeric default is stated

@@ -65,6 +65,7 @@ TABLE = {
     "max_shard_size": (["--max_shard_size", "1MB"], _kw("max_shard_size", "1MB")),
     "overwrite_output_dir": (["--overwrite_output_dir"], _kw("overwrite", True)),
     "wait_for_lock": (["--wait_for_lock"], _kw("wait_for_lock", True)),
+    "num_threads": (["--num_threads", "3"], _kw("num_threads", 3)),
     "push_to_hub": (PUSH, lambda call, push: push is not None and push["folder"] == call["output_dir"]),
     "token": (["--token", "tok", *PUSH], lambda call, push: call["hub"].token == "tok" and push["token"] == "tok"),
     "cache_dir": (["--cache_dir", "CACHE"], _hub("cache_dir", "CACHE")),

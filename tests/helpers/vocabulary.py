@@ -653,6 +653,11 @@ MAPPING: dict[tuple[str, str], tuple[str, str, str, str]] = {
 
 NEW_OPTIONS = [
     (
+        "--num_threads",
+        "MergeOutputArguments",
+        "torch threads for the merge (issue 12); default all cores (torch's default); same output for any count",
+    ),
+    (
         "--config x.yaml",
         "every verb and recipe (SimoArgumentParser)",
         "YAML sets defaults, command line overrides (TRL's TrlParser semantics); the old single `x.yaml` argument still works",

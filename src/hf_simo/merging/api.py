@@ -29,6 +29,7 @@ from .io.writer import DEFAULT_MAX_SHARD_SIZE
 from .job import MergeJob, check_single_encoder, collect_options
 from .merge_methods import resolve_method, validate_alpha
 from .plan import build_config, check_against_model, resolve_dtype, stream_merge, tensor_plan
+from .threads import torch_threads
 
 
 @dataclass
@@ -125,6 +126,7 @@ def merge(
     hub: HubOptions | None = None,
     max_relative_distance: float | None = DEFAULT_MAX_RELATIVE_DISTANCE,
     progress: bool | None = None,
+    num_threads: int | None = None,
     **method_options: Any,
 ) -> SimoModel:
     """Merge single-task checkpoints into one multi-task `SimoModel`, in memory.
@@ -145,10 +147,12 @@ def merge(
         hub: how Hub sources are read (token, cache, offline, pickle); default `HubOptions()`.
         max_relative_distance: refuse task encoders farther than this from the base (None: warn only).
         progress: transition only (see `progress_switch`); hide bars with `hf_simo.utils.logging`.
+        num_threads: torch threads for the merge (default: torch's, all cores unless OMP_NUM_THREADS is set); the
+            result is the same for any thread count.
     """
     settings = (alpha, coefficients, dtype, hub, max_relative_distance)
     request = MergeRequest.build(tasks, base, method, options, method_options, *settings)
-    with progress_switch(progress), open_merge(request) as planned:
+    with progress_switch(progress), torch_threads(num_threads), open_merge(request) as planned:
         with no_init_weights():
             model = SimoModel(planned.config)
         model.to(planned.dtype)
@@ -191,6 +195,7 @@ def merge_to_folder(
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     overwrite: bool = False,
     wait_for_lock: bool = False,
+    num_threads: int | None = None,
     **method_options: Any,
 ) -> Path:
     """Merge and write a complete `SimoModel` folder (config.json, safetensors, preprocessor_config.json, README.md).
@@ -200,13 +205,16 @@ def merge_to_folder(
     or a kill the previous output stays as it was, and the next run cleans what a killed one left. Another process
     writing the same output is an `OutputBusyError` unless `wait_for_lock`; an output that exists (or appeared while
     waiting) is a `FileExistsError` unless `overwrite`. Arguments as in `merge`. Nothing is pushed: publish the
-    folder with `hf_simo.publishing.push_folder_to_hub` (``hf-simo merge --push_to_hub`` does).
+    folder with `hf_simo.publishing.push_folder_to_hub` (``hf-simo merge --push_to_hub`` does). `num_threads`:
+    torch threads for the merge (default: torch's, i.e. all cores unless OMP_NUM_THREADS is set); the written
+    folder is the same for any thread count.
     """
     settings = (alpha, coefficients, dtype, hub, max_relative_distance)
     request = MergeRequest.build(tasks, base, method, options, method_options, *settings)
     output = Path(output_dir)
     check_can_write(output, overwrite)
     with (
+        torch_threads(num_threads),
         open_merge(request) as planned,
         write_merged_folder(
             output,
@@ -248,6 +256,7 @@ def merge_from_arguments(
         max_shard_size=output.max_shard_size,
         overwrite=output.overwrite_output_dir,
         wait_for_lock=output.wait_for_lock,
+        num_threads=output.num_threads,
     )
 
 

@@ -126,6 +126,7 @@ class MergeOutputArguments:
     overwrite_output_dir: bool = option(False, "Replace an existing output folder.")
     wait_for_lock: bool = option(False, "Wait for another process writing the same output instead of failing.")
     push_to_hub: bool = option(False, "Upload the merged folder to the Hub repo --hub_model_id.")
+    num_threads: int | None = option(None, "Torch threads for the merge (default: all cores); same output for any.")
 
 
 __all__ = [

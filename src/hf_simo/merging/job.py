@@ -48,36 +48,53 @@ from .merge_methods import (
     uses_sign_election,
     validate_alpha,
 )
-from .select import StreamingKthValue, kth_rank
+from .merge_methods.dare import MASK_VERSION
+from .select import StreamingKthValue, kth_rank, magnitude_bins
+from .threads import serial_reductions
 
 
 # Fine-tuning moves an encoder well under ‖θ_0‖ (the provenance check refuses task vectors above 1.0·‖θ_0‖), so a merge
 # landing 10·‖θ_0‖ from θ_0 (eight such task vectors, all aligned, at α = 1 land at 8) comes from an overflowing α.
 MAX_RELATIVE_UPDATE = 10.0
+# The combined radix/sign pass holds the entries of the threshold bins (typically ~0.3% per task for 16-bit digits);
+# above this fraction of one float32 encoder it falls back to a separate sign-election pass.
+DEFER_BUDGET = 0.25
 
 
 class TaskVectorsAt(Sequence):
     """Task vectors of one encoder tensor, read from disk on each access (never all tasks at once)."""
 
-    def __init__(self, job: MergeJob, key: str, base: torch.Tensor, validate: bool):
+    def __init__(self, job: MergeJob, key: str, base: torch.Tensor, validate: bool, hold: bool = False):
         self.job, self.key, self.base, self.validate = job, key, base, validate
         self._checked: set[int] = set()
+        self._held: dict[int, torch.Tensor] | None = {} if hold else None
 
     def __len__(self) -> int:
         return len(self.job.tasks)
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        """tau_t of this tensor; with `hold`, read once and kept for the next access (methods that read each task
+        twice, TIES' election then disjoint merge, read the checkpoint once: T tensors of one key in memory)."""
+        if self._held is not None:
+            if index not in self._held:
+                self._held[index] = self._read(index)
+            return self._held[index]
+        return self._read(index)
+
+    def _read(self, index: int) -> torch.Tensor:
         checkpoint = self.job.tasks[index]
         finetuned = checkpoint.encoder_tensor(self.key).to(torch.float32)
         first = self.validate and index not in self._checked
         if first:
-            self.job.stats.add_task(index, checkpoint, self.key, self.base, finetuned)
+            with serial_reductions():
+                self.job.stats.add_task(index, checkpoint, self.key, self.base, finetuned)
         if checkpoint.reader.owns_tensors:  # a fresh buffer read from disk: subtract in place, one allocation less
             tau = finetuned.sub_(self.base)
         else:
             tau = finetuned - self.base
         if first:
-            self.job.stats.add_task_vector(index, tau)
+            with serial_reductions():
+                self.job.stats.add_task_vector(index, tau)
             self._checked.add(index)
         return tau
 
@@ -103,7 +120,8 @@ class MergeJob:
         self.num_layers = self.base.backbone_config.num_hidden_layers
         self.keys = sorted(self.base.encoder)
         self.groups = {key: layer_group(key, self.num_layers) for key in self.keys}
-        self.coefficients = resolve_coefficients(coefficients, [t.task for t in self.tasks], self.num_layers + 2)
+        self.task_names = [t.task for t in self.tasks]
+        self.coefficients = resolve_coefficients(coefficients, self.task_names, self.num_layers + 2)
         self.max_relative_distance = max_relative_distance
         self.stats = DistanceStats(len(self.tasks))
         self.distances: dict[str, dict[str, float]] | None = None
@@ -111,6 +129,7 @@ class MergeJob:
         self.majority: float | None = None
         self.lines_alpha: float | None = self.options.get("lines_alpha") if self.method == "lines" else None
         self._validated = False
+        self._shares_sign_pass: bool | None = None  # False once the deferral budget refused it
         self.numel = sum(numel(self.base.encoder_info(key)[1]) for key in self.keys)
         self.relative_update: float | None = None
         self._update_sq = 0.0
@@ -124,25 +143,32 @@ class MergeJob:
         group = self.groups[key]
         return [row[group] for row in self.coefficients]
 
-    def _iterate(self, description: str) -> Iterator[tuple[str, TaskVectorsAt]]:
+    def _iterate(self, description: str, hold: bool = False) -> Iterator[tuple[str, TaskVectorsAt]]:
         validate = not self._validated
         bar = progress_bar(self.keys, desc=description, unit="tensor", leave=False)
         for key in bar:
             base = self.base.encoder_tensor(key).to(torch.float32)
             if validate:
-                self.stats.add_base(self.base, key, base)
-            yield key, TaskVectorsAt(self, key, base, validate)
+                with serial_reductions():
+                    self.stats.add_base(self.base, key, base)
+            yield key, TaskVectorsAt(self, key, base, validate, hold)
         bar.close()
         if validate:
             self._validated = True
             self.distances = check_fine_tuned(self.tasks, self.stats, self.max_relative_distance)
 
     def passes(self) -> list[str]:
-        """Names of the passes this merge reads the checkpoints in (the last one writes)."""
+        """Names of the passes this merge reads the checkpoints in (the last one writes). A global sign election
+        shares the second radix pass (see `_radix_and_sign_pass`) unless its deferred entries would not fit."""
         names = []
-        if trim_scope(self.method, self.options) == "global" and kth_rank(self.numel, self.options["density"]):
-            names += ["threshold (radix 1/2)", "threshold (radix 2/2)"]
-        if self._needs_global_majority():
+        trims = trim_scope(self.method, self.options) == "global" and kth_rank(self.numel, self.options["density"])
+        if trims:
+            names.append("threshold (radix 1/2)")
+            if self._needs_global_majority() and self._shares_sign_pass is not False:
+                names.append("threshold (radix 2/2) + sign election")
+            else:
+                names.append("threshold (radix 2/2)")
+        if self._needs_global_majority() and not (trims and self._shares_sign_pass is not False):
             names.append("sign election")
         if self._needs_norms():
             names.append("LiNeS norms")
@@ -166,14 +192,24 @@ class MergeJob:
             self.thresholds = [None] * len(self.tasks)
             if rank is not None:
                 selector = StreamingKthValue([rank] * len(self.tasks), counts=[self.numel] * len(self.tasks))
-                for _ in range(2):
-                    step += 1
+                step += 1
+                for _, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
+                    for t in range(len(vectors)):
+                        selector.update(t, vectors[t], magnitudes=True)
+                selector.next_pass()
+                step += 1
+                if self._needs_global_majority() and self._deferral_fits(selector):
+                    self._radix_and_sign_pass(selector, f"pass {step}/{total}: {passes[step - 1]}")
+                else:
+                    self._shares_sign_pass = False
+                    passes = self.passes()
+                    total = len(passes)
                     for _, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
                         for t in range(len(vectors)):
                             selector.update(t, vectors[t], magnitudes=True)
                     selector.next_pass()
-                self.thresholds = selector.values()
-        if self._needs_global_majority():
+                    self.thresholds = selector.values()
+        if self._needs_global_majority() and self.majority is None:
             step += 1
             count = 0
             for _, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
@@ -184,12 +220,65 @@ class MergeJob:
             step += 1
             sum_sq = merged_sq = 0.0
             for key, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
-                sum_sq += squared_norm(task_arithmetic(vectors))
-                merged_sq += squared_norm(self._merge_key(key, vectors))
+                sum_tau, merged_tau = task_arithmetic(vectors), self._merge_key(key, vectors)
+                with serial_reductions():
+                    sum_sq += squared_norm(sum_tau)
+                    merged_sq += squared_norm(merged_tau)
             self.lines_alpha = lines_auto_alpha(sum_sq, merged_sq, len(self.tasks))
         elif self.method == "lines" and self.lines_alpha is None:
             self.lines_alpha = lines_auto_alpha(1.0, 1.0, len(self.tasks))  # TA base, unit weights: exactly 1/T
         self._final_description = f"pass {total}/{total}: merge"
+
+    def _deferral_fits(self, selector: StreamingKthValue) -> bool:
+        """Whether the entries of the threshold bins (known exactly after the first radix pass) fit
+        `DEFER_BUDGET` x one float32 encoder when held as T float32 values each (at most Σ_t bin counts)."""
+        bins = [selector.threshold_bin(t) for t in range(len(self.tasks))]
+        deferred = sum(count for _, count in filter(None, bins))
+        return deferred * len(self.tasks) <= DEFER_BUDGET * self.numel
+
+    def _radix_and_sign_pass(self, selector: StreamingKthValue, description: str) -> None:
+        """The second radix pass and the global sign count in one read of every task.
+
+        The thresholds are not known yet, but each lies in its task's threshold bin (`threshold_bin`): an entry in a
+        higher bin is kept by the final trim, one in a lower bin is zeroed. So every entry with no task value in its
+        threshold bin gets its final trimmed values, sum and elected sign in this pass; the others (a fraction of a
+        percent per task) keep their T task-vector values and are counted once the thresholds are known, with the
+        same `trim` and the same task-order sum: the count, hence the majority sign, is exactly the separate pass's.
+        """
+        bins = [selector.threshold_bin(t) for t in range(len(self.tasks))]
+        count = 0
+        deferred: list[torch.Tensor] = []
+        for _, vectors in self._iterate(description):
+            total = None
+            ambiguous = None
+            values = []
+            for t in range(len(vectors)):
+                x = vectors[t].reshape(-1)
+                selector.update(t, x, magnitudes=True)
+                values.append(x)
+                if bins[t] is None:
+                    kept = x
+                else:
+                    high = magnitude_bins(x)
+                    in_bin = high == bins[t][0]
+                    ambiguous = in_bin if ambiguous is None else ambiguous.logical_or_(in_bin)
+                    kept = x * (high > bins[t][0])  # x or ±0: the same sum as trim's x or +0
+                total = torch.zeros_like(x) if total is None else total
+                total += kept
+            sign = torch.sign(total)
+            if ambiguous is not None and bool(ambiguous.any()):
+                deferred.append(torch.stack([x[ambiguous] for x in values]))
+                sign.masked_fill_(ambiguous, 0.0)
+            count += sign_count(sign)
+        selector.next_pass()
+        self.thresholds = selector.values()
+        for block in deferred:
+            count += sign_count(elect_sign(Trimmed(list(block), self.thresholds), majority=0.0))
+        self.majority = float(count > 0) - float(count < 0)
+
+    def _reads_tasks_twice(self) -> bool:
+        """Whether the method reads each task vector twice per tensor (TIES' election, consensus' TALL masks)."""
+        return uses_sign_election(self.method, self.options) or self.method in ("consensus", "tall_mask")
 
     def _merge_key(self, key: str, vectors: Sequence[torch.Tensor]) -> torch.Tensor:
         return merge_task_vectors(
@@ -200,6 +289,7 @@ class MergeJob:
             key=key,
             thresholds=self.thresholds,
             majority=self.majority,
+            tasks=self.task_names,
         )
 
     def scale(self, key: str) -> float:
@@ -208,7 +298,8 @@ class MergeJob:
     def encoder(self, return_task_vector: bool = False) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
         """The final pass: (key, theta_0 in float32, merged theta in float32) per encoder tensor, in key order;
         with `return_task_vector`, the unscaled tau_MTL instead of theta."""
-        for key, vectors in self._iterate(getattr(self, "_final_description", "merge")):
+        description = getattr(self, "_final_description", "merge")
+        for key, vectors in self._iterate(description, hold=self._reads_tasks_twice()):
             merged = self._merge_key(key, vectors)
             yield (
                 key,
@@ -228,8 +319,10 @@ class MergeJob:
                 f"the merged encoder tensor {key!r} contains {kind} in {str(merged.dtype).replace('torch.', '')} "
                 f"(alpha={self.alpha:g}): the scaled task vector overflows; use a smaller alpha (typically 0.1 to 1.5)"
             )
-        self._update_sq += float(torch.linalg.vector_norm(merged.float() - base)) ** 2
-        self._base_sq += float(torch.linalg.vector_norm(base)) ** 2
+        difference = merged.float() - base
+        with serial_reductions():
+            self._update_sq += float(torch.linalg.vector_norm(difference)) ** 2
+            self._base_sq += float(torch.linalg.vector_norm(base)) ** 2
 
     def check_update(self) -> None:
         """After the last `check_merged`: refuse a merged encoder farther than `MAX_RELATIVE_UPDATE`·‖θ_0‖ from θ_0."""
@@ -270,6 +363,8 @@ class MergeJob:
         }
         if self.method == "lines":
             record["lines_alpha"] = self.lines_alpha
+        if self.method == "dare":
+            record["dare_masks"] = MASK_VERSION  # the mask definition (earlier merges keyed masks by position)
         return record
 
 
@@ -312,6 +407,7 @@ def check_single_encoder(method: str) -> None:
 
 
 __all__ = [
+    "DEFER_BUDGET",
     "MAX_RELATIVE_UPDATE",
     "MergeJob",
     "TaskVectorsAt",

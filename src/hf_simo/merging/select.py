@@ -86,6 +86,7 @@ class StreamingKthValue:
         self._hist = [torch.zeros(_NUM_BINS, dtype=torch.int64) if r is not None else None for r in ranks]
         self._prefix: list[int | None] = [None] * len(ranks)
         self._rank_in_bin: list[int | None] = [None] * len(ranks)
+        self._bin_count: list[int] = [0] * len(ranks)
         self._result: list[float | None] = [None] * len(ranks)
 
     @property
@@ -130,6 +131,7 @@ class StreamingKthValue:
                 below = int(cumulative[bin_index - 1].item()) if bin_index > 0 else 0
                 self._prefix[stream] = bin_index
                 self._rank_in_bin[stream] = rank - below
+                self._bin_count[stream] = int(hist[bin_index].item())
             else:
                 cumulative = hist.cumsum(0)
                 target = torch.tensor(self._rank_in_bin[stream], dtype=torch.int64)
@@ -140,11 +142,23 @@ class StreamingKthValue:
         if self.pass_index == 2:
             self._hist = [None] * len(self.ranks)
 
+    def threshold_bin(self, stream: int) -> tuple[int, int] | None:
+        """After the first pass: (high digit of the bin holding stream's k-th value, entries in that bin), or None
+        (no rank). Values in higher bins are above the k-th value, values in lower bins below it."""
+        if self.ranks[stream] is None or self.pass_index < 1:
+            return None
+        return self._prefix[stream], self._bin_count[stream]
+
     def values(self) -> list[float | None]:
         """The k-th smallest value of each stream (None where the rank was None)."""
         if self.pass_index < 2 and any(r is not None for r in self.ranks):
             raise RuntimeError("call update() over all data twice, with next_pass() after each pass")
         return list(self._result)
+
+
+def magnitude_bins(values: torch.Tensor) -> torch.Tensor:
+    """The high radix digit of |x| for float32 values (what `threshold_bin` compares against), without a copy."""
+    return _digits(values, magnitudes=True)[0]
 
 
 def kth_smallest_magnitude(values: torch.Tensor, rank: int) -> float:
@@ -182,5 +196,6 @@ __all__ = [
     "kth_rank",
     "kth_smallest",
     "kth_smallest_magnitude",
+    "magnitude_bins",
     "streaming_kth_smallest",
 ]

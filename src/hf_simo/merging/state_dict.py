@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from .io.sources import canonical_encoder_keys
 from .layers import layer_group, resolve_coefficients
 from .merge_methods import (
     apply_task_vector,
@@ -26,7 +27,7 @@ from .merge_methods import (
 
 def merge_state_dicts(
     base: Mapping[str, torch.Tensor],
-    finetuned: Sequence[Mapping[str, torch.Tensor]],
+    finetuned: Sequence[Mapping[str, torch.Tensor]] | Mapping[str, Mapping[str, torch.Tensor]],
     method: str = "task_arithmetic",
     options: Mapping[str, Any] | None = None,
     *,
@@ -40,18 +41,61 @@ def merge_state_dicts(
     Global-scope methods run on the flattened encoder (keys in sorted order, as the TIES reference flattens a state
     dict), so thresholds come from `kthvalue` over the whole vector and the zero-sign majority from all entries.
     The streaming engine gives bitwise identical results; tests hold it to that.
+
+    `finetuned` is a list (tasks named "0", "1", ...) or a mapping task name -> state dict: DARE keys its masks by
+    task name and canonical tensor name, so give the tasks' names to reproduce a streamed DARE merge. Keys may be
+    spelled as stored (transformers-4 names, a `dinov2.` prefix, SwiGLU `weights_in`); the merge runs on the
+    canonical names and the result has the base's keys.
     """
     method, options = resolve_method(method, options)
     alpha = validate_alpha(alpha)
-    keys = sorted(base)
+    if isinstance(finetuned, Mapping):
+        task_names, finetuned = [str(name) for name in finetuned], list(finetuned.values())
+    else:
+        task_names = [str(t) for t in range(len(finetuned))]
+    spelling = {key: _canonical_names(key) for key in base}
     for index, state_dict in enumerate(finetuned):
-        if sorted(state_dict) != keys:
-            raise CheckpointError(f"fine-tuned state dict {index} does not have the base's keys")
+        if sorted(state_dict) != sorted(base):
+            raise CheckpointError(f"fine-tuned state dict {task_names[index]!r} does not have the base's keys")
+    merged = _merge_canonical(
+        _canonical(base, spelling),
+        [_canonical(sd, spelling) for sd in finetuned],
+        task_names,
+        method,
+        options,
+        alpha,
+        coefficients,
+        num_layers,
+        return_task_vector,
+    )
+    out = {}
+    for key, names in spelling.items():
+        parts = [merged[name] for name, _ in names]
+        out[key] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+    return out
+
+
+def _canonical_names(key: str) -> list[tuple[str, int | None]]:
+    return canonical_encoder_keys(key[len("dinov2.") :] if key.startswith("dinov2.") else key)
+
+
+def _canonical(state_dict: Mapping[str, torch.Tensor], spelling) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, names in spelling.items():
+        for name, chunk in names:
+            value = state_dict[key]
+            out[name] = value if chunk is None else value.chunk(2, dim=0)[chunk].contiguous()
+    return out
+
+
+def _merge_canonical(
+    base, finetuned, task_names, method, options, alpha, coefficients, num_layers, return_task_vector
+) -> dict[str, torch.Tensor]:
+    keys = sorted(base)
     if num_layers is None:
         blocks = {int(k.split(".")[2]) for k in keys if k.startswith("encoder.layer.")}
         num_layers = max(blocks) + 1 if blocks else 0
     groups = {k: layer_group(k, num_layers) for k in keys}
-    task_names = [str(t) for t in range(len(finetuned))]
     rows = resolve_coefficients(coefficients, task_names, num_layers + 2)
     vectors = {k: [task_vector(sd[k], base[k]) for sd in finetuned] for k in keys}
 
@@ -75,7 +119,7 @@ def merge_state_dicts(
             offset += numel
     else:
         for k in keys:
-            merged[k] = merge_task_vectors(method, options, vectors[k], weights_for(k), key=k)
+            merged[k] = merge_task_vectors(method, options, vectors[k], weights_for(k), key=k, tasks=task_names)
     if return_task_vector:
         return merged
     lines_alpha = None

@@ -4,7 +4,7 @@ the option validators the family files build their specs from (mergekit's `merge
 A method's `merge(task_vectors, weights, options, *, key, thresholds, majority) -> tau_MTL` receives resolved options
 (defaults filled in, validated) and the statistics the streaming merge computes over the whole encoder (`thresholds`:
 one global magnitude threshold per task, `majority`: the global majority sign); `key` is the tensor's name (DARE seeds
-its drop masks with it).
+its drop masks with it, and with `tasks`, the task names).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class MergeFunction(Protocol):
         key: str,
         thresholds: Sequence[float | None] | None,
         majority: float | None,
+        tasks: Sequence[str] | None = None,
     ) -> torch.Tensor: ...
 
 

@@ -43,7 +43,7 @@ def breadcrumbs(
     return task_arithmetic(LazyMap(task_vectors, masked), weights)
 
 
-def _merge(task_vectors, weights, options, *, key, thresholds, majority) -> torch.Tensor:
+def _merge(task_vectors, weights, options, *, key, thresholds, majority, tasks=None) -> torch.Tensor:
     return breadcrumbs(task_vectors, weights, density=options["density"], gamma=options["gamma"])
 
 

@@ -26,7 +26,7 @@ def lines_auto_alpha(sum_sq: float, merged_sq: float, num_tasks: int) -> float:
     return (sum_sq**0.5) / (merged_sq**0.5) / num_tasks
 
 
-def _merge(task_vectors, weights, options, *, key, thresholds, majority) -> torch.Tensor:
+def _merge(task_vectors, weights, options, *, key, thresholds, majority, tasks=None) -> torch.Tensor:
     return merge_base(task_vectors, weights, options, thresholds=thresholds, majority=majority)
 
 

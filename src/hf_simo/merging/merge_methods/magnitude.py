@@ -27,7 +27,7 @@ def magnitude_prune(
     return task_arithmetic(LazyMap(task_vectors, trimmed), weights)
 
 
-def _merge(task_vectors, weights, options, *, key, thresholds, majority) -> torch.Tensor:
+def _merge(task_vectors, weights, options, *, key, thresholds, majority, tasks=None) -> torch.Tensor:
     return magnitude_prune(task_vectors, weights, density=options["density"], thresholds=thresholds)
 
 

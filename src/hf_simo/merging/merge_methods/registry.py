@@ -87,15 +87,17 @@ def merge_task_vectors(
     key: str = "",
     thresholds: Sequence[float | None] | None = None,
     majority: float | None = None,
+    tasks: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """tau_MTL for one scope (a tensor, or the flattened encoder) with a resolved method and options.
 
-    `key` seeds DARE's drop masks. For `lines` this is the base method's tau_MTL; the layer scaling is applied by
+    `key` (the canonical tensor name) and `tasks` (the task names) key DARE's drop masks. For `lines` this is the base method's tau_MTL; the layer scaling is applied by
     the caller, per coefficient group (see `final_scale`).
     """
     if method not in METHODS:
         raise MergeOptionError(f"unknown merging method {method!r}")
-    return METHODS[method].merge(task_vectors, weights, options, key=key, thresholds=thresholds, majority=majority)
+    spec = METHODS[method]
+    return spec.merge(task_vectors, weights, options, key=key, thresholds=thresholds, majority=majority, tasks=tasks)
 
 
 def final_scale(

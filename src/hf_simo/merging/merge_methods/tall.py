@@ -36,12 +36,12 @@ def consensus(
     return merged * (count >= min_agreement)
 
 
-def _merge_consensus(task_vectors, weights, options, *, key, thresholds, majority) -> torch.Tensor:
+def _merge_consensus(task_vectors, weights, options, *, key, thresholds, majority, tasks=None) -> torch.Tensor:
     merged = merge_base(task_vectors, weights, options, thresholds=thresholds, majority=majority)
     return consensus(task_vectors, merged, tall_lambda=options["tall_lambda"], min_agreement=options["min_agreement"])
 
 
-def _merge_tall_mask(task_vectors, weights, options, *, key, thresholds, majority) -> torch.Tensor:
+def _merge_tall_mask(task_vectors, weights, options, *, key, thresholds, majority, tasks=None) -> torch.Tensor:
     return merge_base(task_vectors, weights, options, thresholds=thresholds, majority=majority)  # masked per task
 
 
@@ -51,7 +51,7 @@ CONSENSUS = MethodSpec(
     {
         "tall_lambda": (0.4, number_option("tall_lambda", 0.0, low_open=True)),
         "min_agreement": (2, integer_option("min_agreement", 0)),
-        **ties_base_options(aggregate="sum"),
+        **ties_base_options(),  # a TIES base takes TIES' own defaults (aggregate mean; before issue 12: sum)
     },
     merge=_merge_consensus,
     ties_base=True,

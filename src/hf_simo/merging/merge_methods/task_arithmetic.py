@@ -23,7 +23,7 @@ def task_arithmetic(task_vectors: TaskVectors, weights: Sequence[Weight] | None 
     return merged
 
 
-def _merge(task_vectors, weights, options, *, key, thresholds, majority) -> torch.Tensor:
+def _merge(task_vectors, weights, options, *, key, thresholds, majority, tasks=None) -> torch.Tensor:
     return task_arithmetic(task_vectors, weights)
 
 

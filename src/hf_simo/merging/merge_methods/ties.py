@@ -103,19 +103,19 @@ def ties(
     return disjoint_merge(LazyMap(task_vectors, lambda t, x: trim(x, final[t])), sign, weights, aggregate)
 
 
-def trim_options(aggregate: str = "mean") -> dict[str, tuple[Any, Any]]:
-    """TIES' own options: density, scope of the trim, disjoint aggregate."""
+def trim_options() -> dict[str, tuple[Any, Any]]:
+    """TIES' own options and defaults: density, scope of the trim, disjoint aggregate."""
     return {
         "density": (0.2, density_option),
         "scope": ("global", choice_option("scope", ("global", "tensor"))),
-        "aggregate": (aggregate, choice_option("aggregate", ("mean", "sum"))),
+        "aggregate": ("mean", choice_option("aggregate", ("mean", "sum"))),
     }
 
 
-def ties_base_options(aggregate: str = "mean") -> dict[str, tuple[Any, Any]]:
-    """The options of a method built on Task Arithmetic or TIES (`base_method`, then TIES' own, which apply to
-    base_method='ties' only)."""
-    return {"base_method": ("task_arithmetic", choice_option("base_method", BASE_METHODS)), **trim_options(aggregate)}
+def ties_base_options() -> dict[str, tuple[Any, Any]]:
+    """The options of a method built on Task Arithmetic or TIES (`base_method`, then TIES' own with TIES' defaults,
+    which apply to base_method='ties' only): defined once, so consensus, TALL masks and LiNeS agree with TIES."""
+    return {"base_method": ("task_arithmetic", choice_option("base_method", BASE_METHODS)), **trim_options()}
 
 
 def merge_base(
@@ -132,7 +132,7 @@ def merge_base(
     return task_arithmetic(task_vectors, weights)
 
 
-def _merge(task_vectors, weights, options, *, key, thresholds, majority) -> torch.Tensor:
+def _merge(task_vectors, weights, options, *, key, thresholds, majority, tasks=None) -> torch.Tensor:
     density, aggregate = options["density"], options["aggregate"]
     return ties(task_vectors, weights, density=density, aggregate=aggregate, thresholds=thresholds, majority=majority)
 
