@@ -40,15 +40,16 @@ def main() -> None:
 
     from hf_simo.demo import DemoArguments, run_demo
     from hf_simo.metrics import METRIC_LABELS, format_metric, task_normalized_performance
+    from hf_simo.utils.logging import disable_progress_bars
+
+    disable_progress_bars()  # the one switch (``hf-simo demo --disable_tqdm``); the runs' logs stay
 
     runs, walls = {}, {}
     for seed in args.seeds:
         start = time.perf_counter()
         budget = {"stage1_epochs": 5, "finetune_epochs": 20, "mtl_epochs": 40} if args.converged else {}
         runs[seed] = run_demo(
-            DemoArguments(
-                output_dir=str(Path(args.output_root) / f"seed{seed}"), seed=seed, disable_progress_bar=True, **budget
-            )
+            DemoArguments(output_dir=str(Path(args.output_root) / f"seed{seed}"), seed=seed, **budget)
         )
         walls[seed] = time.perf_counter() - start
 

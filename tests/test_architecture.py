@@ -167,6 +167,18 @@ def test_one_progress_bar_switch():
     _check("tqdm", found)
 
 
+def test_no_library_function_takes_its_own_progress_switch():
+    """The one switch is hf_simo.utils.logging's: no function or method has a ``progress`` / ``verbose`` parameter
+    (issue 11 removed the last ones: `merge`, `search_and_merge`, `realign`)."""
+    found = set()
+    for module, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = {a.arg for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]}
+                found |= {(module, node.name, name) for name in names & {"progress", "verbose", "show_progress"}}
+    assert not found, f"use hf_simo.utils.logging's progress-bar switch instead of a parameter: {sorted(found)}"
+
+
 def test_no_transition_support_is_left():
     assert "hf_simo.cli.legacy" not in _modules()  # every verb is generated from dataclasses
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sys
 
 import pytest
 import torch
@@ -127,3 +129,34 @@ def test_tall_mask_scores_each_task_with_its_own_masked_encoder(sources, data):
             )
             assert evaluate(single, data)[task] == candidate.results[task], (task, candidate.label)
     assert result.candidates[0].values != result.candidates[1].values
+
+
+def test_the_alpha_search_bar_follows_the_one_switch(sources, data, capsys, monkeypatch):
+    """`search_and_merge`'s bars are hf_simo.utils.logging's: ``--disable_tqdm`` (`CommonArguments`, as every command
+    applies it) and `disable_progress_bars()` hide them; by default the α search shows one on stderr."""
+    from hf_simo.merging import search_and_merge
+    from hf_simo.utils import logging as simo_logging
+
+    hub_tqdm = sys.modules["huggingface_hub.utils.tqdm"]  # the module (the attribute of that name is the class)
+    monkeypatch.setattr(hub_tqdm, "HF_HUB_DISABLE_PROGRESS_BARS", None)  # the environment must not decide here
+    base, tasks = sources
+    named = {folder.name: str(folder) for folder in tasks}
+
+    def bars(switch) -> str:
+        capsys.readouterr()
+        with switch:
+            outcome = search_and_merge(named, base=str(base), alphas=[0.5, 1.0], validation=data)
+        assert outcome.alpha in (0.5, 1.0) and outcome.search_table
+        return capsys.readouterr().err
+
+    shown = bars(contextlib.nullcontext())
+    assert "search task_arithmetic" in shown and "2/2" in shown
+    assert not simo_logging.are_progress_bars_disabled()
+    hidden = bars(simo_logging.CommonArguments(disable_tqdm=True).applied())
+    assert "search task_arithmetic" not in hidden and "it/s" not in hidden
+    simo_logging.disable_progress_bars()
+    try:
+        hidden = bars(contextlib.nullcontext())
+    finally:
+        simo_logging.enable_progress_bars()
+    assert "search task_arithmetic" not in hidden and "it/s" not in hidden

@@ -421,9 +421,10 @@ def test_old_spellings_exit_2_naming_the_new_one(recipe, old, new, capsys):
 
 
 @pytest.mark.parametrize("recipe", ["finetune", "train_mtl", "pretrain_encoder", "realign"])
-def test_push_to_hub_with_a_repo_exits_2_naming_hub_model_id(recipe, capsys):
+@pytest.mark.parametrize("words", [["--push_to_hub", "org/name"], ["--push-to-hub=org/name"]])
+def test_push_to_hub_with_a_repo_exits_2_naming_hub_model_id(recipe, words, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        load_recipe(recipe).main(["--push_to_hub", "org/name"])
+        load_recipe(recipe).main(words)
     assert exit_info.value.code == 2
     assert "use --push_to_hub --hub_model_id org/name" in capsys.readouterr().err
 
@@ -532,6 +533,12 @@ MERGE_OBSERVED = {  # the keywords search_and_merge received
     "allow_distant": (["--allow_distant"], lambda k: k["max_relative_distance"] is None),
     "task_checkpoints": (None, lambda k: sorted(k["sources"]) == ["depth", "normals", "segmentation"]),
 }
+HUB_OBSERVED = {  # the HubOptions each place that reads sources received (see spy_source_reads)
+    "token": (["--token", "hf_secret"], lambda hub: hub.token == "hf_secret"),
+    "cache_dir": (["--cache_dir", "/tmp/no-hub-cache"], lambda hub: hub.cache_dir == "/tmp/no-hub-cache"),
+    "local_files_only": (["--local_files_only"], lambda hub: hub.local_files_only is True),
+    "allow_pickle": (["--allow_pickle"], lambda hub: hub.allow_pickle is True),
+}
 REALIGN_ELSEWHERE = {
     "mode": "test_realign_job.py (head, representation, none end to end)",
     "rank": "test_realign_job.py::test_representation_realignment_end_to_end (adapter rank in the record)",
@@ -561,7 +568,7 @@ REALIGN_ELSEWHERE = {
 def test_every_realign_option_is_in_the_table():
     from hf_simo.cli import realign
 
-    table = {**REALIGN_OBSERVED, **REALIGN_ELSEWHERE, **MERGE_OBSERVED}
+    table = {**REALIGN_OBSERVED, **REALIGN_ELSEWHERE, **MERGE_OBSERVED, **HUB_OBSERVED}
     table.update({k: v for k, v in HEAD_OBSERVED.items() if k not in table})
     assert_every_field_covered(realign.COMMAND, table)
 
@@ -573,6 +580,81 @@ def spy_merge(monkeypatch):
         raise Reached({"sources": sources, **kwargs})
 
     monkeypatch.setattr(hf_simo.merging, "search_and_merge", search_and_merge)
+
+
+def spy_source_reads(monkeypatch) -> dict:
+    """Record the Hub options where the realign job reads sources (`parse_task_sources`, the single-task models of
+    `SimoModel.from_task_source`, the run that pushes) at the names hf_simo looks up; the merge stops the run and
+    records its own (`spy_merge`)."""
+    import hf_simo.merging
+    import hf_simo.training.run
+    from hf_simo import SimoModel
+    from hf_simo.hub import HubOptions
+
+    seen: dict = {"from_task_source": []}
+    parse = hf_simo.merging.parse_task_sources
+
+    def parse_task_sources(values, hub=None):
+        seen["parse_task_sources"] = hub
+        return parse(values, hub=hub)
+
+    original = SimoModel.from_task_source.__func__
+
+    def from_task_source(cls, name_or_path, task, **kwargs):
+        read = {f: kwargs[f] for f in ("token", "cache_dir", "local_files_only", "allow_pickle") if f in kwargs}
+        seen["from_task_source"].append(HubOptions(**read))
+        return original(cls, name_or_path, task, **kwargs)
+
+    class TrainingRun(hf_simo.training.run.TrainingRun):
+        def __init__(self, *args, hub=None, **kwargs):
+            seen["run"] = hub
+            super().__init__(*args, hub=hub, **kwargs)
+
+    monkeypatch.setattr(hf_simo.merging, "parse_task_sources", parse_task_sources)
+    monkeypatch.setattr(SimoModel, "from_task_source", classmethod(from_task_source))
+    monkeypatch.setattr(hf_simo.training.run, "TrainingRun", TrainingRun)
+    spy_merge(monkeypatch)
+    return seen
+
+
+def realign_hub_reads(assets, sources, out, monkeypatch, *values) -> list:
+    """The HubOptions every source read of a realign run received: sources, three single-task models, the merge,
+    the run (whose push takes the token)."""
+    seen = spy_source_reads(monkeypatch)
+    record = reach("realign", realign_argv(assets, sources, out, "--mode", "none", *values))
+    reads = [seen["parse_task_sources"], *seen["from_task_source"], record["hub"], seen["run"]]
+    assert len(reads) == 6 and all(hub is not None for hub in reads), reads
+    return reads
+
+
+@pytest.mark.parametrize("option", sorted(HUB_OBSERVED))
+def test_hub_options_reach_every_source_read_of_realign(option, assets, sources, tmp_path, monkeypatch, capsys):
+    values, check = HUB_OBSERVED[option]
+    reads = realign_hub_reads(assets, sources, tmp_path / "r", monkeypatch, *values)
+    assert all(check(hub) for hub in reads), (option, reads)
+    # the token is passed through, never printed or stored (run_args.json and the rest of the run's folder)
+    captured = capsys.readouterr()
+    assert "hf_secret" not in captured.out + captured.err
+    assert not [f for f in (tmp_path / "r").rglob("*") if f.is_file() and "hf_secret" in f.read_text(errors="replace")]
+
+
+def test_realign_hub_defaults_are_what_the_table_changes(assets, sources, tmp_path, monkeypatch):
+    reads = realign_hub_reads(assets, sources, tmp_path / "r", monkeypatch)
+    assert [o for o, (_, check) in HUB_OBSERVED.items() if any(check(hub) for hub in reads)] == []
+
+
+def test_hub_options_reach_the_default_single_task_checkpoints(assets, tmp_path, monkeypatch):
+    """Without --task_checkpoints the job fine-tunes its own: the fine-tuning run reads its encoder with them."""
+    import hf_simo.training.finetune
+
+    def run_finetune(args, data, run, hub=None, push=None):
+        raise Reached({"hub": hub, "task": args.task})
+
+    monkeypatch.setattr(hf_simo.training.finetune, "run_finetune", run_finetune)
+    argv = ["--dataset", assets["dataset"], "--output_dir", str(tmp_path / "r"), "--alpha", "0.5", "--disable_tqdm"]
+    record = reach("realign", [*argv, "--token", "hf_secret", "--local_files_only", "--allow_pickle"])
+    hub = record["hub"]
+    assert (hub.token, hub.local_files_only, hub.allow_pickle) == ("hf_secret", True, True)
 
 
 @pytest.mark.parametrize("option", sorted(MERGE_OBSERVED))

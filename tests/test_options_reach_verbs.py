@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 import hf_simo.analysis
 import hf_simo.analysis.plots
@@ -249,6 +251,40 @@ def test_every_option_of_relationships_reaches_the_sweep(relationships_spies, tm
     assert calls["load"]["train_samples"] == 0  # only the validation split is built
 
 
+def test_relationship_inputs_read_every_source_with_the_hub_options(monkeypatch):
+    """One level further: the merge and each single-task model (`SimoModel.from_task_source`) get all four."""
+    import hf_simo.merging
+
+    calls: dict = {}
+
+    class Stop(Exception):
+        pass
+
+    def merge(tasks, base, method, **kwargs):
+        calls["merge"] = kwargs["hub"]
+        return tiny_model({"depth": {"kind": "depth"}})
+
+    def from_task_source(cls, name_or_path, task, **kwargs):
+        calls["single"] = {"name": name_or_path, "task": task, **kwargs}
+        raise Stop
+
+    monkeypatch.setattr(hf_simo.merging, "merge", merge)
+    monkeypatch.setattr(SimoModel, "from_task_source", classmethod(from_task_source))
+    hub = HubOptions(token="hf_secret", cache_dir="/tmp/hc", local_files_only=True, allow_pickle=True)
+    with pytest.raises(Stop):
+        hf_simo.analysis.sweep.relationship_inputs({"depth": "org/depth@v1"}, [], hub=hub)
+    assert calls["merge"] == hub
+    assert calls["single"] == {
+        "name": "org/depth",
+        "task": "depth",
+        "revision": "v1",
+        "token": "hf_secret",
+        "cache_dir": "/tmp/hc",
+        "local_files_only": True,
+        "allow_pickle": True,
+    }
+
+
 def test_relationships_refuses_what_it_cannot_honour_and_the_old_spellings(relationships_spies, tmp_path, capsys):
     base = ["relationships", "--task_checkpoints", "a=org/a", "--output_dir", str(tmp_path / "rel")]
     _refusals(
@@ -409,15 +445,21 @@ def test_predict_passes_the_revision_and_hub_options_to_the_model_read(monkeypat
 # ---------------------------------------------------------------------------------------------- demo
 
 
-# demo options used after the training stages (merging, re-alignment, analysis): run end to end with non-default
-# values by tests/test_demo.py; not observed here one by one (the first stages are)
-DEMO_LATER = {
-    "merge_methods",
-    "ties_density",
-    "alpha_grid",
-    "relationship_lambdas",
-    "coefficient_steps",
-    "qualitative_samples",
+# demo options used after the training stages (merging, analysis): option -> (words, check on what the spies of
+# `test_the_demo_options_after_training_reach_their_stages` recorded); the re-alignment ones are checked below
+DEMO_AFTER_TRAINING = {
+    "merge_methods": (["--merge_methods", "ties"], lambda c: [m["method"] for m in c["merge"]] == ["ties"]),
+    "ties_density": (
+        ["--ties_density", "0.3"],
+        lambda c: [m["options"] for m in c["merge"] if m["method"] == "ties"] == [{"density": 0.3}],
+    ),
+    "alpha_grid": (
+        ["--alpha_grid", "0.25", "0.75"],
+        lambda c: c["merge"] and all(list(m["alphas"]) == [0.25, 0.75] for m in c["merge"]),
+    ),
+    "relationship_lambdas": (["--relationship_lambdas", "0", "0.5"], lambda c: list(c["lambdas"]) == [0.0, 0.5]),
+    "coefficient_steps": (["--coefficient_steps", "5"], lambda c: c["coefficient_steps"] == 5),
+    "qualitative_samples": (["--qualitative_samples", "2"], lambda c: c["qualitative_images"] == 2),
 }
 
 
@@ -488,7 +530,7 @@ def test_the_demo_forwards_its_options_to_the_training_stages(monkeypatch, tmp_p
     }
     fields = {f.name for f in dataclasses.fields(demo_verb.COMMAND.arguments[0])}
     realign = {"realign_epochs", "realign_learning_rate", "head_epochs", "rank"}  # checked below
-    assert fields == set(table) | realign | DEMO_LATER  # a new demo option must be added to one of them
+    assert fields == set(table) | realign | set(DEMO_AFTER_TRAINING)  # a new demo option must be in one of them
     assert set(DEMO_FORWARDS) <= fields
     for name, (extra, check) in table.items():
         calls.clear()
@@ -511,3 +553,126 @@ def test_the_demo_forwards_its_options_to_the_training_stages(monkeypatch, tmp_p
     for old, new in demo_verb.COMMAND.renamed.items():
         assert main(["demo", f"--{old}", "1"]) == 2
         assert f"--{old} was renamed: use {new}" in capsys.readouterr().err
+
+
+class FakeModel:
+    """What `run_demo` asks of a model after training, without weights: parameters, an encoder, predictions."""
+
+    def __init__(self):
+        self.config = SimpleNamespace()
+        self.dinov2 = SimpleNamespace(state_dict=dict)
+
+    def eval(self):
+        return self
+
+    def parameters(self):
+        return iter([torch.zeros(3)])
+
+    def __call__(self, pixels):
+        return SimpleNamespace(predictions={t: pixels for t in ("segmentation", "depth", "normals")})
+
+
+def run_demo_after_training(monkeypatch, tmp_path, *words) -> dict:
+    """`hf-simo demo` with every stage replaced by a spy where `run_demo` looks it up: what the merges, the sweep,
+    the coefficient learning and the qualitative grid received (and whether bars were off during the merges)."""
+    import hf_simo.analysis.coefficients
+    import hf_simo.analysis.qualitative
+    import hf_simo.cards
+    import hf_simo.demo.run
+    import hf_simo.merging
+    import hf_simo.metrics
+    import hf_simo.realign
+    import hf_simo.training
+    from hf_simo.cli import demo as demo_verb
+    from hf_simo.utils.logging import are_progress_bars_disabled
+
+    calls: dict = {"merge": []}
+    tasks = ("segmentation", "depth", "normals")
+    batch = {"pixel_values": torch.zeros(4, 3, 8, 8), "labels": {t: torch.zeros(4, 8, 8) for t in tasks}}
+
+    def search_and_merge(sources, **kwargs):
+        calls["merge"].append(kwargs)
+        calls["bars_disabled"] = are_progress_bars_disabled()
+        return SimpleNamespace(model=FakeModel(), alpha=0.5, search_table="| α |")
+
+    def realign(model, dataset, settings, **kwargs):
+        record = SimpleNamespace(steps=1, trainable_parameters=10, samples=4, to_dict=dict)
+        return FakeModel(), record, None
+
+    def sweep_task_vectors(model, base_state, vectors, lambdas, batches, baselines):
+        calls["lambdas"] = lambdas
+        return SimpleNamespace(save=lambda path: None)
+
+    def learn_layer_coefficients(model, base_state, finetuned, batches, steps):
+        calls["coefficient_steps"] = steps
+        return SimpleNamespace(coefficients=[], group_names=[], blocks=list)
+
+    def build_qualitative_grid(images, labels, predictions, specs):
+        calls["qualitative_images"] = len(images)
+        return None
+
+    stubs = {
+        hf_simo.training: {
+            "run_finetune": lambda finetune, data, run: tmp_path / f"ft-{finetune.task}",
+            "run_mtl": lambda mtl, data, run: tmp_path / "mtl",
+            "configure_threads": lambda n: None,
+            "read_summary": lambda folder: {},
+        },
+        hf_simo.data: {"load_data": lambda data, **kwargs: {"validation": [batch], "test": [batch]}},
+        hf_simo.evaluation: {
+            "simo_batches": lambda dataset, tasks, size: [batch],
+            "evaluate": lambda model, batches, tasks=None: {t: {"abs_err": 1.0} for t in tasks or ("depth",)},
+            "primary_values": lambda model, values: {t: 1.0 for t in values},
+        },
+        hf_simo.merging: {"search_and_merge": search_and_merge},
+        hf_simo.realign: {"realign": realign},
+        hf_simo.metrics: {"render_table": lambda rows, **kwargs: "| table |"},
+        hf_simo.cards: {"write_model_card": lambda folder, **kwargs: None},
+        hf_simo.demo.run: {
+            "_task_vectors": lambda singles, mtl: SimpleNamespace(to_markdown=str, to_dict=dict),
+            "_save_stage": lambda *args: None,
+            "_specs": lambda singles: {t: SimpleNamespace(metric="abs_err") for t in tasks},
+        },
+        hf_simo.analysis: {
+            "relationship_inputs": lambda sources, batches, **kw: SimpleNamespace(
+                model=None, base_state={}, task_vectors={}, baselines={}
+            ),
+            "sweep_task_vectors": sweep_task_vectors,
+            "relationship_matrix": lambda relations, scale: SimpleNamespace(to_markdown=str),
+            "describe_relationships": lambda relations, scale: "report",
+        },
+        hf_simo.analysis.coefficients: {
+            "encoder_state": lambda model: {},
+            "learn_layer_coefficients": learn_layer_coefficients,
+        },
+        hf_simo.analysis.plots: {
+            "plot_relationships": lambda *args: [],
+            "plot_relationship_matrix": lambda *args: [],
+            "plot_layer_coefficients": lambda *args: [],
+        },
+        hf_simo.analysis.qualitative: {
+            "collect_predictions": lambda models, pixels: {},
+            "build_qualitative_grid": build_qualitative_grid,
+            "plot_qualitative": lambda grid, path: [],
+        },
+    }
+    for module, names in stubs.items():
+        for name, stub in names.items():
+            assert hasattr(module, name), (module.__name__, name)  # a spy must replace a name run_demo uses
+            monkeypatch.setattr(module, name, stub)
+    monkeypatch.setattr(SimoModel, "from_pretrained", classmethod(lambda cls, path, **kwargs: FakeModel()))
+    demo_verb.COMMAND.main(["--output_dir", str(tmp_path / "demo"), *words])
+    return calls
+
+
+def test_the_demo_options_after_training_reach_their_stages(monkeypatch, tmp_path):
+    # the environment must not decide whether bars show (the one switch is what is tested)
+    monkeypatch.setattr(sys.modules["huggingface_hub.utils.tqdm"], "HF_HUB_DISABLE_PROGRESS_BARS", None)
+    words = [word for values, _ in DEMO_AFTER_TRAINING.values() for word in values]
+    calls = run_demo_after_training(monkeypatch, tmp_path / "set", *words, "--disable_tqdm")
+    assert [name for name, (_, check) in DEMO_AFTER_TRAINING.items() if not check(calls)] == [], calls
+    assert calls["bars_disabled"]  # --disable_tqdm is hf_simo.utils.logging's switch during the run
+    # positive control: with the defaults, every check fails and the bars are on
+    calls = run_demo_after_training(monkeypatch, tmp_path / "defaults")
+    assert [name for name, (_, check) in DEMO_AFTER_TRAINING.items() if check(calls)] == [], calls
+    assert len(calls["merge"]) == 2 and not calls["bars_disabled"]

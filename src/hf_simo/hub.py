@@ -59,6 +59,11 @@ class HubOptions:
         """The keywords of `huggingface_hub.snapshot_download` / `from_pretrained` these options set."""
         return {"token": self.token, "cache_dir": self.cache_dir, "local_files_only": self.local_files_only}
 
+    def model_kwargs(self) -> dict[str, Any]:
+        """The keywords of `SimoModel.from_pretrained` / `from_backbone` / `from_task_source` these options set (the
+        download ones and `allow_pickle`)."""
+        return {**self.download_kwargs(), "allow_pickle": self.allow_pickle}
+
 
 @dataclass
 class PushOptions:

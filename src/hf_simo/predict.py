@@ -58,11 +58,10 @@ def load_model(model: str, revision: str | None = None, device: str | None = Non
     from .modeling_simo import SimoModel
 
     hub = hub or HubOptions()
-    download = hub.download_kwargs()
-    loaded = SimoModel.from_pretrained(model, revision=revision, allow_pickle=hub.allow_pickle, **download).eval()
+    loaded = SimoModel.from_pretrained(model, revision=revision, **hub.model_kwargs()).eval()
     try:
         processor = AutoImageProcessor.from_pretrained(
-            loaded.config.name_or_path or model, revision=revision, **download
+            loaded.config.name_or_path or model, revision=revision, **hub.download_kwargs()
         )
     except (OSError, ValueError):  # a folder without preprocessor_config.json
         processor = None

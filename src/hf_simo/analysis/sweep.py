@@ -235,7 +235,7 @@ def relationship_inputs(
     task_vectors, baselines = {}, {}
     for name, source in sources.items():
         path, revision = split_revision(source)
-        single = SimoModel.from_task_source(path, name, revision=revision, **hub.download_kwargs()).eval()
+        single = SimoModel.from_task_source(path, name, revision=revision, **hub.model_kwargs()).eval()
         own = single.task_names[0] if len(single.task_names) == 1 else name
         encoder = single.dinov2.state_dict()
         task_vectors[name] = {k: encoder[k] - base_state[k] for k in base_state if base_state[k].is_floating_point()}

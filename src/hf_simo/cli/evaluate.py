@@ -57,8 +57,7 @@ def run(evaluate: EvaluateArguments, data: DataArguments, hub: HubOptions) -> in
         evaluate.model_name_or_path,
         revision=evaluate.model_revision,
         tasks=evaluate.tasks,
-        allow_pickle=hub.allow_pickle,
-        **hub.download_kwargs(),
+        **hub.model_kwargs(),
     ).eval()
     loaded = load_data(data, test_samples=data.test_samples, train=False)
     if evaluate.split not in loaded:

@@ -33,8 +33,7 @@ def run(export: ExportArguments, hub: HubOptions) -> int:
     model = SimoModel.from_pretrained(
         export.model_name_or_path,
         revision=export.model_revision,
-        allow_pickle=hub.allow_pickle,
-        **hub.download_kwargs(),
+        **hub.model_kwargs(),
     ).eval()
     path = export_task(model, export.task, export.output_dir, overwrite=export.overwrite_output_dir)
     print(f"wrote {path} ({export.task!r} as {model.config.tasks[export.task]['head']} -> transformers)")

@@ -13,10 +13,7 @@ from typing import Any
 from ..data.arguments import DataArguments
 from ..hub import HubOptions, PushOptions
 from ..training.arguments import RUN_RENAMED, UNUSED_BY_TRAINING, FinetuneArguments, RunArguments
-from .runner import Command
-
-
-_BOOLEAN_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}
+from .runner import Command, refuse_push_to_hub_with_a_repo
 
 
 class RunCommand(Command):
@@ -25,13 +22,7 @@ class RunCommand(Command):
     def parse(self, argv: Sequence[str] | None = None) -> tuple[tuple[Any, ...], Any]:
         import sys
 
-        tokens = list(sys.argv[1:] if argv is None else argv)
-        for option, value in zip(tokens, tokens[1:]):
-            pushed_to = option in ("--push_to_hub", "--push-to-hub") and not value.startswith("-")
-            if pushed_to and value.lower() not in _BOOLEAN_WORDS:
-                self.parser().error(
-                    f"--push_to_hub is a flag now: use --push_to_hub --hub_model_id {value} (the Hub repo)"
-                )
+        refuse_push_to_hub_with_a_repo(self.parser(), list(sys.argv[1:] if argv is None else argv))
         return super().parse(argv)
 
 

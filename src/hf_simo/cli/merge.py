@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import OptionError
 from ..hub import HubOptions, PushOptions
 from ..merging.arguments import MergeMethodArguments, MergeOutputArguments, SourceArguments
-from .runner import Command
+from .runner import Command, refuse_push_to_hub_with_a_repo
 
 
 HELP = "merge single-task checkpoints into one multi-task SimoModel"
@@ -43,8 +43,6 @@ RENAMED = {
     "progress": "--disable_tqdm",
     "no_progress": "--disable_tqdm",
 }
-PUSH_FLAGS = ("--push_to_hub", "--push-to-hub")
-BOOLEAN_WORDS = {"true", "false", "yes", "no", "1", "0", "t", "f", "y", "n"}
 
 
 def check_push_options(output: MergeOutputArguments, push: PushOptions) -> str | None:
@@ -91,15 +89,7 @@ class MergeCommand(Command):
 
     def parse(self, argv: Sequence[str] | None = None) -> tuple[tuple[Any, ...], Any]:
         words = list(sys.argv[1:] if argv is None else argv)
-        for index, word in enumerate(words):
-            value = word.split("=", 1)[1] if "=" in word else None
-            if word.split("=", 1)[0] in PUSH_FLAGS:
-                if value is None and index + 1 < len(words) and not words[index + 1].startswith("-"):
-                    value = words[index + 1]
-                if value is not None and value.lower() not in BOOLEAN_WORDS:
-                    self.parser().error(
-                        f"--push_to_hub is a flag now: use --push_to_hub --hub_model_id {value} (transformers' spelling)"
-                    )
+        refuse_push_to_hub_with_a_repo(self.parser(), words)
         parsed, common = super().parse(words)
         sources, _, output = parsed[:3]
         missing = [

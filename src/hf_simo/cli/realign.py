@@ -8,7 +8,7 @@ option the chosen ``--mode`` cannot use is an error, and an output folder holdin
 from __future__ import annotations
 
 from ..data.arguments import DataArguments
-from ..hub import PushOptions
+from ..hub import HubOptions, PushOptions
 from ..merging.arguments import MergeMethodArguments, SourceArguments
 from ..realign.arguments import REALIGN_RENAMED, RealignArguments
 from ..training.arguments import RUN_RENAMED, RunArguments
@@ -21,12 +21,13 @@ def run(
     method: MergeMethodArguments,
     data: DataArguments,
     run_args: RunArguments,
+    hub: HubOptions,
     push: PushOptions,
 ):
     from ..realign.job import run_realign
     from ..utils.logging import is_main_process
 
-    outcome = run_realign(realign, source, method, data, run_args, push)
+    outcome = run_realign(realign, source, method, data, run_args, hub, push)
     if outcome.table and is_main_process():
         print(outcome.table)
     return outcome
@@ -34,7 +35,7 @@ def run(
 
 COMMAND = RunCommand(
     "hf-simo realign",
-    (RealignArguments, SourceArguments, MergeMethodArguments, DataArguments, RunArguments, PushOptions),
+    (RealignArguments, SourceArguments, MergeMethodArguments, DataArguments, RunArguments, HubOptions, PushOptions),
     run,
     renamed={**REALIGN_RENAMED, **RUN_RENAMED},
     description="Merge single-task checkpoints, re-align on the validation split, evaluate on the test split, save.",

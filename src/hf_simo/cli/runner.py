@@ -35,6 +35,22 @@ from .parser import SimoArgumentParser
 
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+PUSH_FLAGS = ("--push_to_hub", "--push-to-hub")
+BOOLEAN_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}
+
+
+def refuse_push_to_hub_with_a_repo(parser: Any, words: Sequence[str]) -> None:
+    """``--push_to_hub ORG/NAME`` (or ``=ORG/NAME``), the spelling of before issue 11, exits 2 naming the new pair:
+    ``--push_to_hub`` is transformers' flag and the repo is ``--hub_model_id`` (argparse alone would say "Truthy
+    value expected")."""
+    for index, word in enumerate(words):
+        flag, equals, value = word.partition("=")
+        if flag not in PUSH_FLAGS:
+            continue
+        if not equals and index + 1 < len(words) and not words[index + 1].startswith("-"):
+            value = words[index + 1]
+        if value and value.lower() not in BOOLEAN_WORDS:
+            parser.error(f"--push_to_hub is a flag now: use --push_to_hub --hub_model_id {value} (the Hub repo)")
 
 
 def one_line(err: BaseException) -> str:

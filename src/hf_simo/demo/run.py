@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_folder, atomic_write_json, atomic_write_text
-from ..utils.logging import are_progress_bars_disabled, get_logger
+from ..utils.logging import get_logger
 from .arguments import DemoArguments, forwarded
 
 
@@ -73,7 +73,6 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     configure_threads(args.num_threads)
-    progress = not are_progress_bars_disabled()  # the one switch (--disable_tqdm, HF_HUB_DISABLE_PROGRESS_BARS)
     data = DataArguments(**forwarded(args, "DataArguments"))
     # num_threads (forwarded): else every training stage would reset torch to all cores
     run = RunArguments(report_to="jsonl", **forwarded(args, "RunArguments"))
@@ -152,7 +151,6 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
                 # The demo fine-tuned these encoders from its own base, so the provenance check can only misfire
                 # (long fine-tuning of the small encoder moves it past the threshold); it still warns.
                 max_relative_distance=None,
-                progress=progress,
             )
             merged, alpha = outcome.model.eval(), outcome.alpha
             (model_dir).mkdir(parents=True, exist_ok=True)
@@ -182,7 +180,6 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
                     datasets["validation"],
                     settings,
                     output_dir=realign_dir / f"run-{realign_key}",  # checkpoints of these settings only
-                    progress=progress,
                 )
                 model.config.realignment = {**record.to_dict(), "dataset": args.dataset, "split": "validation"}
                 results[row] = evaluate(model.eval(), test)

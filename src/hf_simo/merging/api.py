@@ -21,7 +21,6 @@ from ..atomic import check_can_write
 from ..errors import OptionError
 from ..hub import HubOptions
 from ..modeling_simo import SimoModel
-from ..utils.logging import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 from .arguments import DEFAULT_MAX_RELATIVE_DISTANCE, MergeMethodArguments, MergeOutputArguments, SourceArguments
 from .io.folder import write_merged_folder
 from .io.sources import MergeSources, TaskSource, load_coefficients, open_sources
@@ -100,20 +99,6 @@ def open_merge(request: MergeRequest) -> Iterator[PlannedMerge]:
         yield PlannedMerge(sources, job, out_dtype, cast_heads, config, plan)
 
 
-@contextlib.contextmanager
-def progress_switch(show: bool | None) -> Iterator[None]:
-    """Transition (issue 11): `progress=False` of the callers that still pass it hides hf_simo's bars for the call;
-    the one switch is `hf_simo.utils.logging.disable_progress_bars` / ``--disable_tqdm``."""
-    if show is None or show or are_progress_bars_disabled():
-        yield
-        return
-    disable_progress_bars()
-    try:
-        yield
-    finally:
-        enable_progress_bars()
-
-
 def merge(
     tasks: Sequence[str | os.PathLike | TaskSource | Any],
     base: str | os.PathLike | Any | None = None,
@@ -125,7 +110,6 @@ def merge(
     dtype: str | torch.dtype | None = "auto",
     hub: HubOptions | None = None,
     max_relative_distance: float | None = DEFAULT_MAX_RELATIVE_DISTANCE,
-    progress: bool | None = None,
     num_threads: int | None = None,
     **method_options: Any,
 ) -> SimoModel:
@@ -146,13 +130,12 @@ def merge(
         dtype: output dtype, 'auto' (the task checkpoints' dtype), float32, float16 or bfloat16.
         hub: how Hub sources are read (token, cache, offline, pickle); default `HubOptions()`.
         max_relative_distance: refuse task encoders farther than this from the base (None: warn only).
-        progress: transition only (see `progress_switch`); hide bars with `hf_simo.utils.logging`.
         num_threads: torch threads for the merge (default: torch's, all cores unless OMP_NUM_THREADS is set); the
             result is the same for any thread count.
     """
     settings = (alpha, coefficients, dtype, hub, max_relative_distance)
     request = MergeRequest.build(tasks, base, method, options, method_options, *settings)
-    with progress_switch(progress), torch_threads(num_threads), open_merge(request) as planned:
+    with torch_threads(num_threads), open_merge(request) as planned:
         with no_init_weights():
             model = SimoModel(planned.config)
         model.to(planned.dtype)

@@ -36,7 +36,7 @@ from ..hub import HubOptions
 from ..metrics import MultiTaskMetrics, normalized_performance, render_table, task_normalized_performance
 from ..modeling_simo import SimoModel
 from ..utils.logging import get_logger, progress_bar
-from .api import merge, progress_switch
+from .api import merge
 from .arguments import DEFAULT_ALPHA_GRID, DEFAULT_MAX_RELATIVE_DISTANCE
 from .io.sources import load_coefficients, open_sources
 from .job import MergeJob, collect_options
@@ -264,13 +264,12 @@ def search_and_merge(
     baselines: Mapping[str, float] | None = None,
     max_relative_distance: float | None = DEFAULT_MAX_RELATIVE_DISTANCE,
     hub: HubOptions | None = None,
-    progress: bool | None = None,
 ) -> MergeOutcome:
     """Merge single-task checkpoints into one `SimoModel`; with `alpha=None`, tune α on `validation` first.
 
     `max_relative_distance`: refuse task encoders farther than this from the base (None: warn only; see
-    `hf_simo.merging.checks.check_fine_tuned`). `hub`: how Hub sources are read. `progress`: transition only (see
-    `hf_simo.merging.api.progress_switch`).
+    `hf_simo.merging.checks.check_fine_tuned`). `hub`: how Hub sources are read. Progress bars follow
+    `hf_simo.utils.logging`'s switch (``--disable_tqdm``).
     """
     start = time.perf_counter()
     tasks = [f"{name}={source}" for name, source in sources.items()]
@@ -279,18 +278,17 @@ def search_and_merge(
     if alpha is None:
         if validation is None:
             raise OptionError("alpha=None tunes α on validation data; pass validation batches or a fixed alpha")
-        with progress_switch(progress):
-            result = search(
-                tasks,
-                validation,
-                base,
-                method,
-                alphas=alphas,
-                options=options,
-                baselines=baselines,
-                hub=hub,
-                max_relative_distance=max_relative_distance,
-            )
+        result = search(
+            tasks,
+            validation,
+            base,
+            method,
+            alphas=alphas,
+            options=options,
+            baselines=baselines,
+            hub=hub,
+            max_relative_distance=max_relative_distance,
+        )
         alpha, table = result.best.alpha, result.table()
     model = merge(
         tasks,
@@ -300,7 +298,6 @@ def search_and_merge(
         alpha=alpha,
         hub=hub,
         max_relative_distance=max_relative_distance,
-        progress=progress,
     )
     return MergeOutcome(model, method, options, float(alpha), table, time.perf_counter() - start)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError, RunConflictError, UnknownTaskError
+from ..hub import HubOptions, PushOptions
 from ..metrics import render_table
 from ..modeling_simo import SimoModel
 from ..utils.logging import get_logger
@@ -57,9 +58,10 @@ class RealignOutcome:
     interrupted: bool = False
 
 
-def ensure_single_task_checkpoints(tasks: list[str], data, run) -> dict[str, str]:
+def ensure_single_task_checkpoints(tasks: list[str], data, run, hub: HubOptions | None = None) -> dict[str, str]:
     """The embedded single-task checkpoints, trained with the fine-tuning recipe when missing (cached): every run
-    setting of the realign job reaches them (`sub_run`), each in the recipe's default folder."""
+    setting of the realign job reaches them (`sub_run`), each in the recipe's default folder; `hub`: how the
+    encoder they start from is read."""
     from ..training.arguments import FinetuneArguments
     from ..training.finetune import dataset_tag, run_finetune, sub_run
 
@@ -67,7 +69,7 @@ def ensure_single_task_checkpoints(tasks: list[str], data, run) -> dict[str, str
     for task in tasks:
         folder = f"outputs/finetune-{dataset_tag(data)}-{task}"
         try:
-            sources[task] = str(run_finetune(FinetuneArguments(task=task), data, sub_run(run, folder)))
+            sources[task] = str(run_finetune(FinetuneArguments(task=task), data, sub_run(run, folder), hub))
         except RunConflictError as err:
             raise RunConflictError(
                 f"the single-task checkpoint of {task!r} in {folder} was trained with other settings ({err}); give "
@@ -112,11 +114,20 @@ def check_realign_options(args: RealignArguments, source, method, data, run) -> 
         raise OptionError("--alpha_grid is empty; give α values to search or a fixed --alpha")
 
 
-def run_realign(args: RealignArguments, source, method, data, run, push=None) -> RealignOutcome:
+def run_realign(
+    args: RealignArguments,
+    source,
+    method,
+    data,
+    run,
+    hub: HubOptions | None = None,
+    push: PushOptions | None = None,
+) -> RealignOutcome:
     """Merge → re-align on validation → evaluate on test → save; see the module docstring.
 
-    `source`/`method`: `hf_simo.merging.arguments.SourceArguments` / `MergeMethodArguments`; `data`, `run`, `push`:
-    `DataArguments`, `RunArguments`, `hf_simo.hub.PushOptions`.
+    `source`/`method`: `hf_simo.merging.arguments.SourceArguments` / `MergeMethodArguments`; `data`, `run`:
+    `DataArguments`, `RunArguments`; `hub`: how the sources are read (`HubOptions`: token, cache, offline,
+    pickle), `push`: where the result is pushed (`PushOptions`; the push's token is `hub.token`).
     """
     from ..atomic import atomic_folder, atomic_write_json, atomic_write_text
     from ..cards import write_model_card
@@ -130,18 +141,19 @@ def run_realign(args: RealignArguments, source, method, data, run, push=None) ->
     from .steps import RealignmentSettings, realign
 
     check_realign_options(args, source, method, data, run)
+    hub = hub or HubOptions()
     options = method.method_options()
     output_dir = Path(run.output_dir or f"outputs/realign-{dataset_tag(data)}-{method.merge_method}-{args.mode}")
     if (output_dir / MODEL_DIR).exists() and not run.overwrite_output_dir:
         raise RunConflictError(f"{output_dir}/model already exists; pass --overwrite_output_dir to replace it")
     # what the run computes: the same arguments resume an interrupted run's checkpoint, others are refused
-    job = TrainingRun("realign", run, output_dir, identity(args, source, method, data, run), push=push)
+    job = TrainingRun("realign", run, output_dir, identity(args, source, method, data, run), push=push, hub=hub)
     accelerator = job.accelerator
     job.start()
 
     specs = dataset_task_specs(data)
     if source.task_checkpoints:
-        sources = parse_task_sources(source.task_checkpoints)
+        sources = parse_task_sources(source.task_checkpoints, hub=hub)
         unknown = [t for t in sources if t not in specs]
         if unknown:
             raise UnknownTaskError(
@@ -150,7 +162,7 @@ def run_realign(args: RealignArguments, source, method, data, run, push=None) ->
             )
     else:
         with accelerator.main_process_first():
-            sources = ensure_single_task_checkpoints(list(specs), data, run)
+            sources = ensure_single_task_checkpoints(list(specs), data, run, hub)
     tasks = list(sources)
     with accelerator.main_process_first():
         datasets = load_data(data, test_samples=data.test_samples)
@@ -167,7 +179,7 @@ def run_realign(args: RealignArguments, source, method, data, run, push=None) ->
     eval_batch_size = run.per_device_eval_batch_size
 
     # single-task baselines on validation (for α) and on test (for the table)
-    singles = {t: SimoModel.from_task_source(sources[t], t).eval() for t in tasks}  # imported sources too
+    singles = {t: SimoModel.from_task_source(sources[t], t, **hub.model_kwargs()).eval() for t in tasks}
     validation_batches = simo_batches(realign_set, tasks, eval_batch_size)
     val_baselines = {t: primary_values(singles[t], evaluate(singles[t], validation_batches, [t]))[t] for t in tasks}
     results: dict[str, dict[str, dict[str, float]]] = {"Single-task": {}}
@@ -187,7 +199,7 @@ def run_realign(args: RealignArguments, source, method, data, run, push=None) ->
         validation=validation_batches,
         baselines=val_baselines,
         max_relative_distance=source.distance_limit,
-        progress=accelerator.is_main_process,
+        hub=hub,
     )
     if merged.search_table:
         logger.info("α search on the validation split:\n%s", merged.search_table)

@@ -131,13 +131,11 @@ def realign(
     *,
     output_dir: str | Path,
     accelerator=None,
-    progress: bool = True,
 ) -> tuple[SimoModel, RealignmentRecord, Any]:
     """Re-align a merged model on `dataset` (the multi-task validation split); returns the plain (folded) model,
     the record, and for LoRA the trained `PeftModel` (to save the adapter in PEFT's format), else None.
 
-    Progress bars follow `hf_simo.utils.logging`'s switch (``--disable_tqdm``); `progress=False` also hides the
-    training loop's (kept for `hf_simo.demo` until its own switch is that one).
+    Progress bars follow `hf_simo.utils.logging`'s switch (``--disable_tqdm``, ``HF_HUB_DISABLE_PROGRESS_BARS``).
 
     Representation re-alignment checkpoints into `output_dir` and resumes from its newest checkpoint (the caller
     makes sure the folder holds this run: see `hf_simo.training.run.check_output_dir`). When
@@ -208,7 +206,6 @@ def realign(
         eval_batch_size=settings.eval_batch_size,
         max_grad_norm=settings.max_grad_norm,
         seed=settings.seed,
-        progress_bar=progress,
         drop_last=False,
         checkpointing_steps=settings.checkpointing_steps,
         checkpoints_total_limit=settings.checkpoints_total_limit,

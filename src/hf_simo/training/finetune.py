@@ -240,10 +240,7 @@ def train_simo(
         base,
         tasks=head_specs,
         revision=args.model_revision,
-        token=hub.token,
-        cache_dir=hub.cache_dir,
-        local_files_only=hub.local_files_only,
-        allow_pickle=hub.allow_pickle,
+        **hub.model_kwargs(),
     )
     freeze_unused_parameters(model)  # mask token, DPT's unused residual unit: DDP would wait for their gradients
     initial_encoder = {k: v.detach().clone().cpu() for k, v in model.dinov2.state_dict().items()}

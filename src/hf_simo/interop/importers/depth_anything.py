@@ -43,6 +43,25 @@ def check_dinov2_backbone(config: PreTrainedConfig, source: str, what: str) -> P
     return backbone
 
 
+def neck_and_head_plan(
+    format: str, source_class: type, config: PreTrainedConfig, spec: dict[str, Any], task: str, source: str
+) -> ImportPlan:
+    """The `ImportPlan` of a DPT-style checkpoint (DPT-DINOv2, Depth Anything): its DINOv2 backbone becomes the
+    encoder, its neck and head the head of `task` (`spec`); transformers feeds the head the last stage only
+    (``head_in_index`` -1), the one layout hf_simo's heads have."""
+    if config.head_in_index != -1:
+        raise CheckpointError(f"{source}: head_in_index {config.head_in_index}; hf_simo imports -1 (the last stage)")
+    rules = {"backbone.": ENCODER_PREFIX, "neck.": f"heads.{task}.neck.", "head.": f"heads.{task}.head."}
+    return ImportPlan(
+        format=format,
+        source_class=source_class,
+        source_config=config,
+        backbone_config=encoder_config(config.backbone_config),
+        tasks={task: spec},
+        key_map=prefix_key_map(module_names(source_class, config), rules, source=source),
+    )
+
+
 def task_spec(config: PreTrainedConfig) -> dict[str, Any]:
     """Kind and metric from the depth type, head options as in the config, layers = the backbone's out_indices."""
     options = {
@@ -77,23 +96,14 @@ def plan(config: PreTrainedConfig, task: str, source: str) -> ImportPlan:
             f"{source}: max_depth is null; transformers' Depth Anything head multiplies by it (relative models use "
             "1), so this config does not run in transformers either. Set max_depth in its config.json"
         )
-    if config.head_in_index != -1:
-        raise CheckpointError(f"{source}: head_in_index {config.head_in_index}; hf_simo imports -1 (the last stage)")
     sizes = {len(backbone.out_indices), len(config.neck_hidden_sizes), len(config.reassemble_factors)}
     if len(sizes) != 1:
         raise CheckpointError(
             f"{source}: out_indices {backbone.out_indices}, neck_hidden_sizes {config.neck_hidden_sizes} and "
             f"reassemble_factors {config.reassemble_factors} must have one entry per feature layer"
         )
-    rules = {"backbone.": ENCODER_PREFIX, "neck.": f"heads.{task}.neck.", "head.": f"heads.{task}.head."}
-    keys = module_names(DepthAnythingForDepthEstimation, config)
-    return ImportPlan(
-        format="depth_anything",
-        source_class=DepthAnythingForDepthEstimation,
-        source_config=config,
-        backbone_config=encoder_config(backbone),
-        tasks={task: task_spec(config)},
-        key_map=prefix_key_map(keys, rules, source=source),
+    return neck_and_head_plan(
+        "depth_anything", DepthAnythingForDepthEstimation, config, task_spec(config), task, source
     )
 
 

@@ -16,8 +16,8 @@ from typing import Any
 from transformers import DPTForDepthEstimation, PreTrainedConfig
 
 from ...errors import CheckpointError, UnsupportedFormatError
-from ..plan import ENCODER_PREFIX, Importer, ImportPlan, encoder_config, module_names, prefix_key_map
-from .depth_anything import check_dinov2_backbone
+from ..plan import Importer, ImportPlan
+from .depth_anything import check_dinov2_backbone, neck_and_head_plan
 
 
 def task_spec(config: PreTrainedConfig) -> dict[str, Any]:
@@ -51,24 +51,13 @@ def plan(config: PreTrainedConfig, task: str, source: str) -> ImportPlan:
         raise UnsupportedFormatError(
             f"{source} is a DPT model with its own ViT encoder (no backbone_config, e.g. Intel/dpt-large); {fix}"
         )
-    backbone = check_dinov2_backbone(config, source, "DPT model")
+    check_dinov2_backbone(config, source, "DPT model")
     if config.add_projection and config.fusion_hidden_size != 256:
         raise CheckpointError(
             f"{source}: add_projection needs fusion_hidden_size 256 (transformers' projection is 256 channels), got "
             f"{config.fusion_hidden_size}; transformers cannot run this config either"
         )
-    if config.head_in_index != -1:
-        raise CheckpointError(f"{source}: head_in_index {config.head_in_index}; hf_simo imports -1 (the last stage)")
-    rules = {"backbone.": ENCODER_PREFIX, "neck.": f"heads.{task}.neck.", "head.": f"heads.{task}.head."}
-    keys = module_names(DPTForDepthEstimation, config)
-    return ImportPlan(
-        format="dpt",
-        source_class=DPTForDepthEstimation,
-        source_config=config,
-        backbone_config=encoder_config(backbone),
-        tasks={task: task_spec(config)},
-        key_map=prefix_key_map(keys, rules, source=source),
-    )
+    return neck_and_head_plan("dpt", DPTForDepthEstimation, config, task_spec(config), task, source)
 
 
 IMPORTER = Importer(
