@@ -1,6 +1,8 @@
 """Model cards: the three kinds and their sections, metadata that huggingface_hub parses (model-index round trip),
 no evaluation section without results, atomic README writing, bad input."""
 
+import hashlib
+import json
 import math
 
 import pytest
@@ -19,6 +21,7 @@ from hf_simo.cards import (
     template_path,
     write_model_card,
 )
+from hf_simo.encoders import shipped_encoder_path
 from hf_simo.metrics import render_table
 
 
@@ -116,6 +119,61 @@ def test_merged_card_lists_method_and_sources():
     assert data["base_model_relation"] == "merge" and "merged" in data["tags"]
     assert "pipeline_tag" not in data  # several kinds of task: no single pipeline
     assert "Merged without any training" in text
+
+
+def sha256_prefix(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def base_lines(card: ModelCard) -> list[str]:
+    starts = ("- **Pre-trained encoder (θ₀):**", "- **Base encoder θ₀:**")
+    return [line for line in card.text.splitlines() if line.startswith(starts)]
+
+
+def test_a_base_that_is_the_shipped_encoder_is_named_with_its_digest_and_provenance():
+    folder = shipped_encoder_path()
+    provisional = json.loads((folder / "provenance.json").read_text()).get("provisional", False)
+    digest = sha256_prefix(folder / "model.safetensors")  # read here from the file, not through hf_simo
+    shipped_merge = {**MERGE, "base": {"name_or_path": str(folder), "revision": None, "commit": None}}
+    config = tiny_config(TASKS, base_model_name_or_path=str(folder), merge=shipped_merge)
+    card = build_model_card(config)
+    lines = base_lines(card)
+    assert len(lines) == 2  # model details (θ₀) and the merge record's base encoder
+    for line in lines:
+        assert "the encoder shipped with hf_simo" in line and "`hf_simo.encoders`, `embedded`" in line
+        assert f"`{digest}" in line
+        assert ("**provisional**" in line) == bool(provisional)
+        assert "local folder" not in line and str(folder) not in card.content  # no absolute path leaked
+    assert card.data.to_dict()["base_model"] == ["org/nyuv2-seg", "org/nyuv2-depth"]  # the Hub cannot resolve θ₀
+
+
+def test_another_installations_shipped_encoder_is_read_from_its_own_files(tmp_path):
+    package = tmp_path / "site-packages" / "hf_simo"
+    folder = package / "encoders" / "embedded"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"not this installation's weights")
+    (folder / "provenance.json").write_text(json.dumps({"provisional": False}))
+    (package / "version.py").write_text('__version__ = "9.8.7"\n')
+    card = build_model_card(tiny_config({"depth": TASKS["depth"]}, base_model_name_or_path=str(folder)))
+    (line,) = base_lines(card)
+    assert "the encoder shipped with hf_simo 9.8.7 (`hf_simo.encoders`, `embedded`" in line
+    assert f"`{sha256_prefix(folder / 'model.safetensors')}" in line and "provisional" not in line
+    (folder / "provenance.json").write_text(json.dumps({"provisional": True}))
+    (line,) = base_lines(build_model_card(tiny_config({"depth": TASKS["depth"]}, base_model_name_or_path=str(folder))))
+    assert "**provisional**" in line
+
+
+def test_an_ordinary_folder_or_hub_base_is_named_as_before(tmp_path):
+    folder = tmp_path / "checkpoints" / "embedded"  # the shipped encoder's name, but not where hf_simo ships it
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "provenance.json").write_text(json.dumps({"provisional": True}))
+    for base, expected in (
+        (str(folder), "- **Pre-trained encoder (θ₀):** local folder `embedded`"),
+        ("facebook/dinov2-small", "- **Pre-trained encoder (θ₀):** [facebook/dinov2-small]"),
+    ):
+        (line,) = base_lines(build_model_card(tiny_config({"depth": TASKS["depth"]}, base_model_name_or_path=base)))
+        assert line.startswith(expected) and "hf_simo.encoders" not in line and "provisional" not in line
 
 
 def test_realigned_card_shows_realignment_settings():

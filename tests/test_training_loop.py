@@ -236,7 +236,7 @@ def test_resume_refuses_a_checkpoint_of_other_stages(tiny_data, tmp_path):
 
 
 def test_sharded_evaluation_equals_single_process_evaluation(tiny_data, tmp_path):
-    """Each shard evaluated on its own (any batch size), its additive states summed: same loss and metrics."""
+    """Each shard evaluated on its own (any batch size), its metric states merged: same loss and metrics."""
     model = tiny_simo(tasks=("segmentation", "depth", "normals"), dpt=())
     model.eval()
     tasks = model.task_names
@@ -256,9 +256,7 @@ def test_sharded_evaluation_equals_single_process_evaluation(tiny_data, tmp_path
             part = evaluate(accelerator, model, loader, loss_fn, metrics)
             loss_sum += part["loss"] * len(shard)
             total += len(shard)
-            for name, metric in metrics.metrics.items():
-                for key, value in metric.states.items():
-                    combined.metrics[name].states[key] += value
+            combined.merge(metrics)
         assert total == len(validation)
         assert loss_sum / total == pytest.approx(full["loss"], rel=1e-9)
         results = combined.compute()

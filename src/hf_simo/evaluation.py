@@ -79,8 +79,9 @@ def evaluate(
     """Metrics of `model` on `batches` for `tasks` (default: all of the model's): task -> {metric: value}.
 
     At most `max_batches` batches are read. With an `accelerator` (several processes), each process passes its own
-    batches and the metric states are summed across processes before the metrics are computed, so the result equals
-    one process evaluating everything. The model's train/eval mode is restored afterwards.
+    batches and the metric states are summed (per-pixel angles gathered) across processes before the metrics are
+    computed, so the result equals one process evaluating everything. The model's train/eval mode is restored
+    afterwards.
     """
     tasks = list(model.task_names if tasks is None else tasks)
     unknown = [t for t in tasks if t not in model.task_names]

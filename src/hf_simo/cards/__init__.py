@@ -24,7 +24,9 @@ Metadata decisions:
   may carry evaluation results).
 - `base_model`: the Hub ids of the merged source checkpoints (`base_model_relation: merge`) for merged and
   re-aligned models, else the pre-trained encoder θ_0 (`finetune`). Local folders are never written to the metadata
-  (the Hub could not resolve them) and appear in the text by folder name only, not by absolute path.
+  (the Hub could not resolve them) and appear in the text by folder name only, not by absolute path; θ_0 that is
+  the encoder shipped with hf_simo (`hf_simo.encoders`) is named as such, with the hf_simo version, the digest of
+  its weights and whether its provenance marks it provisional.
 - evaluation results go to `model-index` through `huggingface_hub.EvalResult`, one entry per (task, metric):
   `task_type` from the task kind (`image-segmentation`, `depth-estimation`, `image-to-image` for normals and generic
   regression), `metric_type` = hf_simo's metric key (`miou`, `abs_err`, `mean_angle`, ...; values as

@@ -1,5 +1,6 @@
 """The pure pieces of a model card: task, merge, re-alignment and evaluation entries of the template, the
-`EvalResult` conversions (model-index round trip), and the naming helpers (no files, no network)."""
+`EvalResult` conversions (model-index round trip), and the naming helpers (no network; the only files read are
+those of an encoder shipped with hf_simo, to name it by its digest)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from huggingface_hub import EvalResult
 
 from ..configuration_simo import DPT_HEAD_OPTIONS, LINEAR_HEAD_OPTIONS, SimoConfig
+from ..encoders import shipped_encoder_identity
 from ..errors import UnknownTaskError
 from ..metrics import HIGHER_IS_BETTER, METRIC_LABELS, format_metric
 
@@ -57,12 +59,29 @@ def is_hub_id(value: Any) -> bool:
 
 
 def describe_source(name_or_path: str | None) -> dict[str, Any]:
-    """How a checkpoint appears in the text: a Hub link, or a local folder by name only (no absolute path)."""
+    """How a checkpoint appears in the text: the encoder shipped with hf_simo (by name, hf_simo version and digest:
+    its recorded path only says `embedded`, and a reader needs to know which weights), a Hub link, or a local
+    folder by name only (no absolute path)."""
     if not name_or_path:
         return {"text": "unknown", "hub": False}
+    shipped = shipped_encoder_identity(name_or_path)
+    if shipped is not None:
+        return {"text": shipped_encoder_text(shipped), "hub": False, "shipped": shipped}
     if is_hub_id(name_or_path):
         return {"text": f"[{name_or_path}](https://huggingface.co/{name_or_path})", "hub": True}
     return {"text": f"local folder `{Path(str(name_or_path)).name or name_or_path}`", "hub": False}
+
+
+def shipped_encoder_text(shipped: Mapping[str, Any]) -> str:
+    """`shipped_encoder_identity`'s answer as card text."""
+    version = f" {shipped['version']}" if shipped.get("version") else ""
+    text = (
+        f"the encoder shipped with hf_simo{version} (`hf_simo.encoders`, `{shipped['name']}`; "
+        f"`model.safetensors` SHA-256 `{shipped['digest']}…`)"
+    )
+    if shipped.get("provisional"):
+        text += ", **provisional** (so marked in its `provenance.json`: a later hf_simo may ship other weights as it)"
+    return text
 
 
 def format_value(value: Any, limit: int = 120) -> str:
@@ -297,5 +316,6 @@ __all__ = [
     "metrics_from_eval_results",
     "millions",
     "realignment_entry",
+    "shipped_encoder_text",
     "task_entry",
 ]

@@ -14,6 +14,7 @@ _EXPORTS = {
     "SHIPPED_ENCODER": "hf_simo.encoders.shipped",
     "ShippedEncoderMissingError": "hf_simo.encoders.shipped",
     "shipped_encoder_digest": "hf_simo.encoders.shipped",
+    "shipped_encoder_identity": "hf_simo.encoders.shipped",
     "shipped_encoder_path": "hf_simo.encoders.shipped",
     "shipped_encoder_provenance": "hf_simo.encoders.shipped",
 }
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # for IDEs and type checkers; at run time the table above res
         SHIPPED_ENCODER,
         ShippedEncoderMissingError,
         shipped_encoder_digest,
+        shipped_encoder_identity,
         shipped_encoder_path,
         shipped_encoder_provenance,
     )

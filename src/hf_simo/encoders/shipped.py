@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import NotFoundError
+from ..version import __version__
 
 
 SHIPPED_ENCODER = "embedded"
@@ -46,8 +49,50 @@ def shipped_encoder_provenance(name: str = SHIPPED_ENCODER) -> dict[str, Any]:
 
 def shipped_encoder_digest(name: str = SHIPPED_ENCODER) -> str:
     """SHA-256 (16 hex digits) of the shipped weights: training runs record it, so a new encoder is a new run."""
-    digest = hashlib.sha256((shipped_encoder_path(name) / "model.safetensors").read_bytes()).hexdigest()
-    return digest[:16]
+    return _weights_digest(shipped_encoder_path(name))
+
+
+def _weights_digest(folder: Path) -> str:
+    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:16]
+
+
+def shipped_encoder_identity(name_or_path: Any) -> dict[str, Any] | None:
+    """What a model card says of θ_0 when it is an encoder shipped with hf_simo, else None (a Hub id, any other
+    folder, a path that is not there).
+
+    Returns ``{"name", "digest", "provisional", "version"}``: the encoder's name in `hf_simo.encoders`, the digest of
+    its weights (`shipped_encoder_digest`'s, the one training runs record), whether its `provenance.json` marks it
+    provisional (None if it has none) and the hf_simo version that ships it. A config records θ_0 as an absolute
+    path, so the folder is recognised by place: this installation's `hf_simo/encoders/<name>`, or another
+    installation's (`.../hf_simo/encoders/<name>` with its `provenance.json`, e.g. a run made from another venv),
+    and digest and provenance are read from that folder, not from this installation's copy.
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
+        return None
+    folder = Path(name_or_path).expanduser().resolve()
+    if not (folder / "model.safetensors").is_file():
+        return None
+    provenance_file = folder / PROVENANCE_NAME
+    if folder.parent == _ROOT:
+        version: str | None = __version__
+    elif folder.parent.name == "encoders" and folder.parent.parent.name == "hf_simo" and provenance_file.is_file():
+        version = _installed_version(folder.parent.parent)
+    else:
+        return None
+    try:
+        provisional = bool(json.loads(provenance_file.read_text()).get("provisional", False))
+    except (OSError, ValueError, AttributeError):  # no provenance, or not a JSON object: say nothing about it
+        provisional = None
+    return {"name": folder.name, "digest": _weights_digest(folder), "provisional": provisional, "version": version}
+
+
+def _installed_version(package: Path) -> str | None:
+    """The version another installation of hf_simo declares (its `version.py`, read, not imported)."""
+    try:
+        found = re.search(r"^__version__ = [\"']([^\"']+)[\"']", (package / "version.py").read_text(), re.M)
+    except OSError:
+        return None
+    return found.group(1) if found else None
 
 
 __all__ = [
@@ -55,6 +100,7 @@ __all__ = [
     "SHIPPED_ENCODER",
     "ShippedEncoderMissingError",
     "shipped_encoder_digest",
+    "shipped_encoder_identity",
     "shipped_encoder_path",
     "shipped_encoder_provenance",
 ]

@@ -21,8 +21,8 @@ A checkpoint is written into a staging folder and committed when complete (`hf_s
 interrupted save never leaves a checkpoint that loads but is half-written; resuming picks the newest complete one.
 
 Evaluation runs on the unwrapped model, each process on its own contiguous shard of the evaluation set (no padding,
-no duplicates), and sums additive statistics with `accelerator.reduce`, so the validation loss and
-`MultiTaskMetrics` are the same on one process or several.
+no duplicates), and sums additive statistics with `accelerator.reduce` (and gathers the per-pixel angles of the
+median angular error), so the validation loss and `MultiTaskMetrics` are the same on one process or several.
 """
 
 from __future__ import annotations
