@@ -43,7 +43,15 @@ def _python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
 
 
-@pytest.mark.parametrize("order", list(ORDERS))
+# each order is a fresh interpreter importing transformers' pipelines (10-25 s on these machines): the two that
+# hit both registration hooks (Auto classes imported first, pipeline() after hf_simo) run by default, the rest
+# under `pytest -m slow`
+DEFAULT_ORDERS = ("the Auto classes first", "hf_simo first, then pipeline()")
+
+
+@pytest.mark.parametrize(
+    "order", [o if o in DEFAULT_ORDERS else pytest.param(o, marks=pytest.mark.slow) for o in ORDERS]
+)
 def test_registration_happens_in_either_import_order(order):
     result = _python(ORDERS[order] + textwrap.dedent(REGISTERED))
     assert result.returncode == 0 and result.stdout.strip() == "registered", result.stderr[-3000:]

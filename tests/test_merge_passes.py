@@ -197,10 +197,12 @@ def test_streamed_merge_equals_a_plain_in_memory_implementation(sources, tmp_pat
 @pytest.mark.parametrize(
     ("method", "options"),
     [
-        ("task_arithmetic", {}),
+        # global TIES has the most threaded kernels (radix select, sign election): the default suite's case; the
+        # others take the same code paths through fewer kernels (suite time: `pytest -m slow` runs them)
+        pytest.param("task_arithmetic", {}, marks=pytest.mark.slow),
         ("ties", {"density": 0.3}),
-        ("lines", {"beta": 0.6, "base_method": "ties"}),
-        ("dare", {"density": 0.5, "sign_election": True}),
+        pytest.param("lines", {"beta": 0.6, "base_method": "ties"}, marks=pytest.mark.slow),
+        pytest.param("dare", {"density": 0.5, "sign_election": True}, marks=pytest.mark.slow),
     ],
 )
 def test_the_written_folder_does_not_depend_on_the_thread_count(sources, tmp_path, method, options):

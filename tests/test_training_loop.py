@@ -156,7 +156,8 @@ def test_two_stage_training_learns_and_freezes_the_encoder_in_stage_one(tiny_dat
     assert any("full/eval_loss" in r for r in records)
 
 
-@pytest.mark.parametrize("stop", [1, 4, 7])
+# stop 4 (mid stage 2, with scheduler and optimizer state) in the default suite; the stage boundaries in `-m slow`
+@pytest.mark.parametrize("stop", [pytest.param(1, marks=pytest.mark.slow), 4, pytest.param(7, marks=pytest.mark.slow)])
 def test_resume_after_interruption_equals_uninterrupted_run(tiny_data, tmp_path, stop):
     """Gradient accumulation, augmentation and DPT dropout included. 4 batches of 8 per epoch, 2 per optimizer step:
     2 steps per epoch, stage 1 = steps 1-4, stage 2 = steps 5-8. Interruptions mid-epoch in stage 1, at the stage
