@@ -43,7 +43,7 @@ def test_demo_runs_every_stage_then_reuses_them(tmp_path, capsys):
     for row in ROWS:
         assert f"| {row} |" in table
     assert "steps" in table and "trained params" in table and "samples" in table  # Table 4's columns
-    for name in ("relationships", "relationship_matrix", "layer_coefficients", "qualitative"):
+    for name in ("relationships", "relationship_matrix", "combinations", "layer_coefficients", "qualitative"):
         for suffix in (".png", ".svg"):
             assert (out / "figures" / f"{name}{suffix}").stat().st_size > 0
     vectors = results["task_vectors"]  # ‖τ‖/‖θ0‖ and cosines of every fine-tuned encoder, shown in the output
@@ -51,6 +51,13 @@ def test_demo_runs_every_stage_then_reuses_them(tmp_path, capsys):
     assert all(v > 0 for v in vectors["tau_ratio"].values())
     assert abs(vectors["cosine"]["depth"]["depth"] - 1) < 1e-9 and abs(vectors["cosine"]["depth"]["normals"]) < 1
     assert "‖τ‖/‖θ0‖" in printed and "‖τ‖/‖θ0‖" in (out / "task_vectors.md").read_text()
+    combinations = json.loads((out / "combinations.json").read_text())  # Figure 1: every k-task combination
+    assert [len(c["tasks"]) for c in combinations["combinations"]] == [1, 1, 1, 2, 2, 2, 3]
+    assert all(c["alpha"] in (0.5, 1.0) for c in combinations["combinations"])
+    assert combinations["baselines"] == {
+        t: results["results"]["Single-task"][t][m] for t, m in combinations["metric_names"].items()
+    }  # normalized against the single-task models on the test split
+    assert "Figure 1" in printed and "| 3 | 1 |" in (out / "combinations.md").read_text()
     coefficients = json.loads((out / "layer_coefficients.json").read_text())
     assert set(coefficients["coefficients"]) == {"segmentation", "depth", "normals"}
     card = ModelCard.load(out / "models" / "ta-representation" / "model" / "README.md")
@@ -63,3 +70,12 @@ def test_demo_runs_every_stage_then_reuses_them(tmp_path, capsys):
     assert again["results"] == results["results"]  # same numbers, from the cached stages
     second = again["timings"]
     assert second["TA + repr. re-align"] < first["TA + repr. re-align"]  # not retrained
+
+
+def test_demo_refuses_what_is_not_an_embedded_preset_or_a_head(tmp_path, capsys):
+    assert main(["demo", "--output_dir", str(tmp_path / "d"), "--dataset", "nyuv2_real"]) == 1
+    err = capsys.readouterr().err
+    assert "--dataset must be an embedded benchmark preset (nyuv2, taskonomy)" in err and "nyuv2_real" in err
+    assert main(["demo", "--output_dir", str(tmp_path / "d"), "--head", "mlp"]) == 1
+    assert "--head must be linear or dpt, got 'mlp'" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # refused before anything is written

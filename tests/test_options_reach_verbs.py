@@ -498,7 +498,29 @@ def test_the_demo_forwards_its_options_to_the_training_stages(monkeypatch, tmp_p
         "output_dir": ([], lambda c: [r.output_dir for _, _, r in c["finetune"]][0].startswith(str(out))),
         "dataset": (
             ["--dataset", "taskonomy"],
-            lambda c: c["mtl"][1].dataset == "taskonomy" and len(c["finetune"]) == 5,
+            lambda c: (
+                c["mtl"][1].dataset == "taskonomy"
+                and len(c["finetune"]) == 5
+                and {f.head for f in finetunes(c)} == {"dpt"} == {c["mtl"][0].head}  # the preset's heads
+                and json.loads(c["mtl"][0].head_options) == {"fusion_hidden_size": 64}
+                and c["mtl"][0].stage2_epochs == 5 * 3  # the five single-task runs' stage 2 together
+            ),
+        ),
+        "head": (
+            ["--head", "dpt"],
+            lambda c: (
+                {f.head for f in finetunes(c)} == {"dpt"} == {c["mtl"][0].head}
+                and {f.head_options for f in finetunes(c)} == {c["mtl"][0].head_options}
+                and json.loads(c["mtl"][0].head_options) == {"fusion_hidden_size": 64}
+                and c["mtl"][0].stage2_epochs == 3 * 3
+            ),
+        ),
+        "head_options": (
+            ["--head", "dpt", "--head_options", '{"fusion_hidden_size": 32}'],
+            lambda c: (
+                {json.loads(f.head_options)["fusion_hidden_size"] for f in finetunes(c)} == {32}
+                and json.loads(c["mtl"][0].head_options) == {"fusion_hidden_size": 32}
+            ),
         ),
         "model_name_or_path": (
             ["--model_name_or_path", "org/enc"],
@@ -520,7 +542,10 @@ def test_the_demo_forwards_its_options_to_the_training_stages(monkeypatch, tmp_p
             lambda c: {f.stage1_epochs for f in finetunes(c)} == {4} and c["mtl"][0].stage1_epochs == 4,
         ),
         "finetune_epochs": (["--finetune_epochs", "6"], lambda c: {f.stage2_epochs for f in finetunes(c)} == {6}),
-        "mtl_epochs": (["--mtl_epochs", "7"], lambda c: c["mtl"][0].stage2_epochs == 7),
+        "mtl_epochs": (
+            ["--mtl_epochs", "7", "--finetune_epochs", "2"],
+            lambda c: c["mtl"][0].stage2_epochs == 7 and {f.head for f in finetunes(c)} == {"linear"},
+        ),
         "stage2_patience": (
             ["--stage2_patience", "8"],
             lambda c: {f.stage2_patience for f in finetunes(c)} == {8} and c["mtl"][0].stage2_patience == 8,

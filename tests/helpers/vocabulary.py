@@ -653,6 +653,11 @@ MAPPING: dict[tuple[str, str], tuple[str, str, str, str]] = {
 
 NEW_OPTIONS = [
     (
+        "--head / --head_options",
+        "DemoArguments",
+        "issue 14: the preset's heads (nyuv2 linear, taskonomy DPT, fusion width 64), forwarded to fine-tuning and MTL",
+    ),
+    (
         "--num_threads",
         "MergeOutputArguments",
         "torch threads for the merge (issue 12); default all cores (torch's default); same output for any count",

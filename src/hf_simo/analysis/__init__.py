@@ -3,6 +3,7 @@
 - `relationships`: sweep θ_0 + λ·τ_t for each primary task t with every head attached, the T×T effect matrix and a
   short text report of beneficial/conflicting pairs and sensitive tasks; `sweep`: the same as a job over checkpoints
   (`run_relationships`, what `hf-simo relationships` runs);
+- `combinations`: Task Arithmetic on every k-task combination, α chosen on validation (Figure 1);
 - `plots`: relationship panels (Figures 3, 5, 6), the effect heatmap, per-layer coefficients (Figure 2);
 - `qualitative`: input / ground truth / predictions grids (Figure 4).
 
@@ -16,6 +17,7 @@ from ..utils.lazy import lazy_exports
 
 
 _EXPORTS = {
+    "CombinationResult": "hf_simo.analysis.combinations",
     "DEFAULT_LAMBDAS": "hf_simo.analysis.relationships",
     "RelationshipInputs": "hf_simo.analysis.sweep",
     "RelationshipMatrix": "hf_simo.analysis.relationships",
@@ -23,6 +25,7 @@ _EXPORTS = {
     "RelationshipSummary": "hf_simo.analysis.relationships",
     "RelationshipsArguments": "hf_simo.analysis.arguments",
     "describe_relationships": "hf_simo.analysis.relationships",
+    "merge_combinations": "hf_simo.analysis.combinations",
     "relationship_inputs": "hf_simo.analysis.sweep",
     "relationship_matrix": "hf_simo.analysis.relationships",
     "run_relationships": "hf_simo.analysis.sweep",
@@ -34,6 +37,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for IDEs and type checkers; at run time the table above resolves the names
     from hf_simo.analysis.arguments import RelationshipsArguments
+    from hf_simo.analysis.combinations import CombinationResult, merge_combinations
     from hf_simo.analysis.relationships import (
         DEFAULT_LAMBDAS,
         RelationshipMatrix,

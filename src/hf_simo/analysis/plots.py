@@ -4,7 +4,8 @@ global state, safe in scripts and tests) and written atomically as PNG and SVG.
 - `plot_relationships`: one panel per primary task t, every task's normalized performance against λ for
   θ_0 + λ·τ_t (Figures 3, 5, 6);
 - `plot_relationship_matrix`: the T×T effect of adding τ_t on task s, annotated (see `relationships`);
-- `plot_layer_coefficients`: per-layer merging coefficients per task against the layer index (Figure 2).
+- `plot_layer_coefficients`: per-layer merging coefficients per task against the layer index (Figure 2);
+- `plot_combinations`: Task Arithmetic's normalized performance of every k-task combination against k (Figure 1).
 
 SVGs keep their text as text (`svg.fonttype: none`), so titles and labels stay searchable and small, and carry no
 date, so the same data gives the same file.
@@ -17,6 +18,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -24,6 +26,10 @@ from matplotlib.figure import Figure
 
 from ..atomic import atomic_file
 from .relationships import RelationshipMatrix, RelationshipResult
+
+
+if TYPE_CHECKING:
+    from .combinations import CombinationResult
 
 
 DEFAULT_FORMATS: tuple[str, ...] = ("png", "svg")
@@ -256,6 +262,47 @@ def plot_layer_coefficients(
     ax.grid(True, alpha=0.3)
     ax.legend(title="task", loc="best")
     ax.set_title(title or "Per-layer merging coefficients per task")
+    return save_figure(figure, output, options)
+
+
+def plot_combinations(
+    result: CombinationResult,
+    output: str | os.PathLike,
+    *,
+    title: str | None = None,
+    options: FigureOptions | None = None,
+) -> list[Path]:
+    """Figure 1: one point per k-task combination (Task Arithmetic, α chosen on validation), its normalized
+    performance (%) against k, with the mean per k joined by a line and the single-task level dashed."""
+    by_k = result.by_k()
+    if not by_k:
+        raise ValueError("the result has no combination to plot")
+    figure = new_figure(max(4.8, 1.1 * len(by_k) + 2.6), 3.8)
+    ax = figure.subplots()
+    for k, values in by_k.items():
+        # spread the points of one k a little so equal values stay visible
+        offsets = [0.0] if len(values) == 1 else [0.16 * (2 * i / (len(values) - 1) - 1) for i in range(len(values))]
+        ax.scatter(
+            [k + o for o in offsets], [100 * v for v in _finite(values)], s=22, color="tab:blue", alpha=0.75, zorder=3
+        )
+    means = result.mean_by_k()
+    ax.plot(
+        list(means),
+        [100 * v for v in means.values()],
+        color="tab:red",
+        marker="D",
+        markersize=5,
+        linewidth=1.8,
+        label="mean over combinations",
+        zorder=4,
+    )
+    ax.axhline(100, color="0.35", linestyle="--", linewidth=1.0, label="single-task level", zorder=1)
+    ax.set_xticks(list(by_k))
+    ax.set_xlabel("number of tasks merged (k)")
+    ax.set_ylabel("normalized performance (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best")
+    ax.set_title(title or f"Task Arithmetic on every k-task combination ({len(result.tasks)} tasks)")
     return save_figure(figure, output, options)
 
 

@@ -32,7 +32,7 @@ def _encoder_name(key: str) -> str:
     return canonical_key(key)
 
 
-def _check_state(
+def check_encoder_state(
     name: str, state: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor], *, complete: bool
 ) -> dict[str, torch.Tensor]:
     """Map `state` onto the encoder's parameter names; refuse unknown keys, wrong shapes and, if `complete`, gaps."""
@@ -72,7 +72,7 @@ def _check_state(
     return out
 
 
-def _reiterable(batches: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
+def reiterable_batches(batches: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
     """Batches are read once per grid point: a one-shot iterator (a generator) is materialised into a list."""
     if batches is None:
         raise TypeError("batches must be an iterable of {'pixel_values', 'labels'} dicts, got None")
@@ -82,7 +82,7 @@ def _reiterable(batches: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, A
 
 
 @torch.no_grad()
-def _set_encoder(
+def set_encoder_weights(
     params: Mapping[str, torch.nn.Parameter],
     base: Mapping[str, torch.Tensor],
     vector: Mapping[str, torch.Tensor] | None,
@@ -146,12 +146,12 @@ def sweep_task_vectors(
             )
 
     params = dict(model.dinov2.named_parameters())
-    base = _check_state("base_state", base_state, params, complete=True)
+    base = check_encoder_state("base_state", base_state, params, complete=True)
     vectors = {
-        str(primary): _check_state(f"task_vectors[{primary!r}]", vector, params, complete=False)
+        str(primary): check_encoder_state(f"task_vectors[{primary!r}]", vector, params, complete=False)
         for primary, vector in task_vectors.items()
     }
-    batches = _reiterable(batches)
+    batches = reiterable_batches(batches)
     first = next(iter(batches), None)
     if first is None:
         raise ValueError("the evaluation data is empty (no batch)")
@@ -165,7 +165,7 @@ def sweep_task_vectors(
     try:
         model.eval()
         base_dev = {name: tensor.to(device=device, dtype=torch.float32) for name, tensor in base.items()}
-        _set_encoder(params, base_dev, None, 0.0)
+        set_encoder_weights(params, base_dev, None, 0.0)
         base_metrics = evaluate(model, batches, tasks)
         bar.update(1)
         results: dict[str, list[dict[str, dict[str, float]]]] = {}
@@ -177,7 +177,7 @@ def sweep_task_vectors(
                     points.append(copy.deepcopy(base_metrics))
                     continue
                 bar.set_postfix_str(f"τ_{primary}, λ={lam:g}")
-                _set_encoder(params, base_dev, vector_dev, lam)
+                set_encoder_weights(params, base_dev, vector_dev, lam)
                 points.append(evaluate(model, batches, tasks))
                 bar.update(1)
             results[primary] = points

@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..data.specs import BENCHMARK_PRESETS
+from ..errors import OptionError
 from ..utils.fields import option, require_positive
+
+
+# the embedded presets' heads: linear for the NYUv2-like benchmark, DPT for the Taskonomy-like one (the paper's
+# Table 3 heads), with Depth Anything Small's fusion width (64) for these small encoders
+PRESET_HEADS = {"nyuv2": "linear", "taskonomy": "dpt"}
+DPT_HEAD_OPTIONS = '{"fusion_hidden_size": 64}'
 
 
 @dataclass
@@ -19,7 +27,12 @@ class DemoArguments:
     """The demo's settings; the defaults finish in under 15 minutes on 2 CPU cores from scratch."""
 
     output_dir: str = option("hf_simo_demo", "Where every model, table, plot and card is written.")
-    dataset: str = option("nyuv2", "Embedded benchmark preset: nyuv2 (3 tasks) or taskonomy (5 tasks).")
+    dataset: str = option(
+        "nyuv2",
+        "Embedded benchmark preset: nyuv2 (3 tasks, linear heads; about 7 minutes on 2 cores) or taskonomy "
+        "(reconstruction, depth, normals, keypoints, edges with DPT heads: the analogue of Table 3 and Figure 1; "
+        "about 35 minutes on 2 cores).",
+    )
     model_name_or_path: str | None = option(
         None, "DINOv2 encoder to fine-tune (θ_0), a Hub id or folder. Default: the encoder shipped with hf_simo."
     )
@@ -38,7 +51,15 @@ class DemoArguments:
         "Single-task stage-2 epochs (early-stopped). The short default fits the 15-minute budget; it stops before "
         "the validation loss plateaus (benchmarks/realign_results.py --converged trains as the paper does).",
     )
-    mtl_epochs: int = option(9, "MTL stage-2 epochs: by default the three single-task runs' together.")
+    mtl_epochs: int | None = option(
+        None, "MTL stage-2 epochs. Default: the single-task runs' together (--finetune_epochs × number of tasks)."
+    )
+    head: str | None = option(
+        None, "Head of every task: linear or dpt. Default: the preset's (nyuv2: linear; taskonomy: dpt)."
+    )
+    head_options: str | None = option(
+        None, f"Head options as JSON, as the recipes take them. Default for dpt heads: {DPT_HEAD_OPTIONS}."
+    )
     stage2_patience: int = option(3, "Early-stopping patience (epochs) of stage 2 (single-task and MTL).")
     merge_methods: list[str] = option(["task_arithmetic", "ties"], "Merging methods.")
     ties_density: float = option(0.2, "TIES: fraction of each task vector kept.")
@@ -54,6 +75,19 @@ class DemoArguments:
     num_threads: int | None = option(None, "Torch CPU threads (default: all cores).")
 
     def __post_init__(self) -> None:
+        if self.dataset not in BENCHMARK_PRESETS:
+            raise OptionError(
+                f"--dataset must be an embedded benchmark preset ({', '.join(BENCHMARK_PRESETS)}), got "
+                f"{self.dataset!r}; the recipes (recipes/finetune.py, recipes/realign.py) read the real datasets"
+            )
+        if self.head is None:
+            self.head = PRESET_HEADS[self.dataset]
+        if self.head not in ("linear", "dpt"):
+            raise OptionError(f"--head must be linear or dpt, got {self.head!r}")
+        if self.head_options is None and self.head == "dpt":
+            self.head_options = DPT_HEAD_OPTIONS
+        if self.mtl_epochs is None and isinstance(self.finetune_epochs, int):
+            self.mtl_epochs = self.finetune_epochs * len(BENCHMARK_PRESETS[self.dataset])
         require_positive(
             self,
             "image_size",
@@ -86,6 +120,8 @@ DEMO_FORWARDS: dict[str, tuple[str, ...]] = {
     "stage1_epochs": ("FinetuneArguments.stage1_epochs", "MTLArguments.stage1_epochs"),
     "finetune_epochs": ("FinetuneArguments.stage2_epochs",),
     "mtl_epochs": ("MTLArguments.stage2_epochs",),
+    "head": ("FinetuneArguments.head", "MTLArguments.head"),
+    "head_options": ("FinetuneArguments.head_options", "MTLArguments.head_options"),
     "stage2_patience": ("FinetuneArguments.stage2_patience", "MTLArguments.stage2_patience"),
     "realign_epochs": ("RealignmentSettings.num_epochs",),
     "realign_learning_rate": ("RealignmentSettings.learning_rate",),
@@ -117,4 +153,4 @@ RENAMED = {
 }
 
 
-__all__ = ["DEMO_FORWARDS", "DemoArguments", "RENAMED", "forwarded"]
+__all__ = ["DEMO_FORWARDS", "DPT_HEAD_OPTIONS", "DemoArguments", "PRESET_HEADS", "RENAMED", "forwarded"]

@@ -8,8 +8,8 @@
 4. Task Arithmetic and TIES merges, α tuned on the validation split;
 5. head and representation re-alignment of each merge on the validation split;
 6. every model evaluated on the test split: the paper-style table with Table 4's cost columns;
-7. task relationships (θ_0 + λ·τ_t sweeps, T×T matrix, report), learned per-layer coefficients (Figure 2) and a
-   qualitative grid (Figure 4), as PNG and SVG;
+7. task relationships (θ_0 + λ·τ_t sweeps, T×T matrix, report), Task Arithmetic on every k-task combination
+   (Figure 1), learned per-layer coefficients (Figure 2) and a qualitative grid (Figure 4), as PNG and SVG;
 8. model cards for every saved model.
 
 Every stage is cached in the output folder (training runs resume or are skipped when their arguments match; merged
@@ -49,7 +49,13 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     stages are logged, and ``hf-simo demo`` prints the returned tables, `summary_text`)."""
     from ..analysis import describe_relationships, relationship_inputs, relationship_matrix, sweep_task_vectors
     from ..analysis.coefficients import encoder_state, learn_layer_coefficients
-    from ..analysis.plots import plot_layer_coefficients, plot_relationship_matrix, plot_relationships
+    from ..analysis.combinations import merge_combinations
+    from ..analysis.plots import (
+        plot_combinations,
+        plot_layer_coefficients,
+        plot_relationship_matrix,
+        plot_relationships,
+    )
     from ..analysis.qualitative import build_qualitative_grid, collect_predictions, plot_qualitative
     from ..cards import write_model_card
     from ..data import DataArguments, load_data
@@ -243,6 +249,28 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     timed("task relationships", t0)
 
     t0 = time.perf_counter()
+    logger.info("Task Arithmetic on every task combination (Figure 1)")
+    combinations = merge_combinations(
+        inputs.model,
+        inputs.base_state,
+        inputs.task_vectors,
+        args.alpha_grid,
+        validation,
+        inputs.baselines,
+        test,
+        rows["Single-task"],
+    )
+    combinations.save(out / "combinations.json")
+    combinations_table = combinations.to_markdown()
+    atomic_write_text(out / "combinations.md", combinations_table + "\n")
+    files += plot_combinations(
+        combinations,
+        figures / "combinations",
+        title=f"Task Arithmetic on every k-task combination, embedded {args.dataset} (test split)",
+    )
+    timed("task combinations (Figure 1)", t0)
+
+    t0 = time.perf_counter()
     logger.info("per-layer merging coefficients (Figure 2)")
     finetuned = {t: encoder_state(singles[t]) for t in tasks}
     learned = learn_layer_coefficients(
@@ -280,13 +308,15 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         {"results": results, "costs": costs, "task_vectors": vectors.to_dict(), "timings": timings},
     )
     written = [out / "results.md", out / "results.json", out / "task_vectors.md", out / "relationships.md"]
-    written += [out / "relationships.json", out / "layer_coefficients.json", *files]
+    written += [out / "relationships.json", out / "combinations.md", out / "combinations.json"]
+    written += [out / "layer_coefficients.json", *files]
     written += [p / "README.md" for p in saved_models.values()]
     return {
         "results": results,
         "table": table,
         "task_vectors_table": vectors.to_markdown(),
         "relationships_report": report,
+        "combinations_table": combinations_table,
         "costs": costs,
         "task_vectors": vectors.to_dict(),
         "timings": timings,
@@ -301,6 +331,10 @@ def summary_text(result: dict[str, Any]) -> str:
         "Task vectors τ = θ − θ0 of the fine-tuned encoders (the paper's regime: small ‖τ‖/‖θ0‖):\n",
         result["task_vectors_table"],
         result["relationships_report"],
+        "Task Arithmetic on every k-task combination (Figure 1; normalized performance on the test split, α chosen "
+        "on validation):\n",
+        result["combinations_table"],
+        "",
         f"Finished in {result['timings']['total'] / 60:.1f} min. Files written:",
         *(f"  {path}" for path in result["files"]),
     ]
