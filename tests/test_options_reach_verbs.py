@@ -455,7 +455,11 @@ DEMO_AFTER_TRAINING = {
     ),
     "alpha_grid": (
         ["--alpha_grid", "0.25", "0.75"],
-        lambda c: c["merge"] and all(list(m["alphas"]) == [0.25, 0.75] for m in c["merge"]),
+        lambda c: (
+            c["merge"]
+            and all(list(m["alphas"]) == [0.25, 0.75] for m in c["merge"])
+            and list(c["combination_alphas"]) == [0.25, 0.75]  # Figure 1's α search too
+        ),
     ),
     "relationship_lambdas": (["--relationship_lambdas", "0", "0.5"], lambda c: list(c["lambdas"]) == [0.0, 0.5]),
     "coefficient_steps": (["--coefficient_steps", "5"], lambda c: c["coefficient_steps"] == 5),
@@ -601,6 +605,7 @@ def run_demo_after_training(monkeypatch, tmp_path, *words) -> dict:
     """`hf-simo demo` with every stage replaced by a spy where `run_demo` looks it up: what the merges, the sweep,
     the coefficient learning and the qualitative grid received (and whether bars were off during the merges)."""
     import hf_simo.analysis.coefficients
+    import hf_simo.analysis.combinations
     import hf_simo.analysis.qualitative
     import hf_simo.cards
     import hf_simo.demo.run
@@ -631,6 +636,10 @@ def run_demo_after_training(monkeypatch, tmp_path, *words) -> dict:
     def learn_layer_coefficients(model, base_state, finetuned, batches, steps):
         calls["coefficient_steps"] = steps
         return SimpleNamespace(coefficients=[], group_names=[], blocks=list)
+
+    def merge_combinations(model, base_state, vectors, alphas, validation, val_baselines, test, test_baselines):
+        calls["combination_alphas"] = alphas
+        return SimpleNamespace(save=lambda path: None, to_markdown=lambda: "| k |")
 
     def build_qualitative_grid(images, labels, predictions, specs):
         calls["qualitative_images"] = len(images)
@@ -666,6 +675,7 @@ def run_demo_after_training(monkeypatch, tmp_path, *words) -> dict:
             "relationship_matrix": lambda relations, scale: SimpleNamespace(to_markdown=str),
             "describe_relationships": lambda relations, scale: "report",
         },
+        hf_simo.analysis.combinations: {"merge_combinations": merge_combinations},
         hf_simo.analysis.coefficients: {
             "encoder_state": lambda model: {},
             "learn_layer_coefficients": learn_layer_coefficients,
@@ -674,6 +684,7 @@ def run_demo_after_training(monkeypatch, tmp_path, *words) -> dict:
             "plot_relationships": lambda *args: [],
             "plot_relationship_matrix": lambda *args: [],
             "plot_layer_coefficients": lambda *args: [],
+            "plot_combinations": lambda *args, **kwargs: [],
         },
         hf_simo.analysis.qualitative: {
             "collect_predictions": lambda models, pixels: {},
