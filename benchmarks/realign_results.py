@@ -1,14 +1,17 @@
-"""The re-alignment result on the embedded NYUv2-like benchmark (issue 5), over independent seeds.
+"""The re-alignment result on the embedded benchmarks (issues 5 and 14), over independent seeds.
 
-    python benchmarks/realign_results.py                         # seeds 0 1 2, about 7 minutes each on 2 cores
+    python benchmarks/realign_results.py                         # NYUv2-like, seeds 0 1 2, ~7 minutes each
+    python benchmarks/realign_results.py --dataset taskonomy     # the 5-task Taskonomy-like (Table 3, Figure 1)
     python benchmarks/realign_results.py --converged --seeds 0   # trained to a plateau, as the paper (slower)
     python benchmarks/realign_results.py --seeds 0 --output-root runs
 
-Each seed is one full `hf-simo demo` from nothing: its own benchmark data (the generator's seed), its own encoder
-pre-training, single-task and MTL training, TA and TIES merges (α tuned on validation), head and representation
-re-alignment of each, evaluated on the test split. Prints, per method, the absolute metrics and normalized
-performance averaged over seeds, Δ (normalized performance − 100%) as mean ± standard deviation, and Table 4's cost
-columns of the first seed; then each seed's own table and its wall time.
+Each seed is one full `hf-simo demo` from nothing: its own benchmark data (the generator's seed), θ_0 the encoder
+shipped with hf_simo (the same for every seed), single-task and MTL training, TA and TIES merges (α tuned on
+validation), head and representation re-alignment of each, evaluated on the test split. Prints, per method, the
+absolute metrics and normalized performance averaged over seeds, Δ (normalized performance − 100%) as mean ±
+standard deviation, and Table 4's cost columns of the first seed; ‖τ_t‖/‖θ_0‖ of every fine-tuned encoder (mean
+over seeds); Figure 1's mean normalized performance of the k-task Task Arithmetic combinations (mean ± std over
+seeds); then each seed's own table and its wall time.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--dataset", default="nyuv2", choices=["nyuv2", "taskonomy"], help="embedded preset")
+    parser.add_argument("--num-threads", type=int, default=None, help="torch threads of each run (default: all)")
     parser.add_argument("--output-root", default="realign_results", help="one demo folder per seed goes here")
     parser.add_argument(
         "--converged",
@@ -49,7 +54,13 @@ def main() -> None:
         start = time.perf_counter()
         budget = {"stage1_epochs": 5, "finetune_epochs": 20, "mtl_epochs": 40} if args.converged else {}
         runs[seed] = run_demo(
-            DemoArguments(output_dir=str(Path(args.output_root) / f"seed{seed}"), seed=seed, **budget)
+            DemoArguments(
+                output_dir=str(Path(args.output_root) / f"seed{seed}"),
+                dataset=args.dataset,
+                seed=seed,
+                num_threads=args.num_threads,
+                **budget,
+            )
         )
         walls[seed] = time.perf_counter() - start
 
@@ -64,7 +75,8 @@ def main() -> None:
 
     print(
         f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; {datetime.date.today().isoformat()}; seeds {args.seeds}.\n"
+        f"{torch.get_num_threads()} threads; {datetime.date.today().isoformat()}; load average "
+        f"{os.getloadavg()[0]:.1f}; dataset {args.dataset}; seeds {args.seeds}.\n"
     )
     header = " | ".join(f"{t} [{METRIC_LABELS[metric_names[t]]}]" for t in tasks)
     print(f"| Method | {header} | Δ mean ± std | steps | trained params | samples |")
@@ -93,6 +105,25 @@ def main() -> None:
         cost = first["costs"].get(row, {})
         extra = " | ".join(str(cost.get(k, "")) for k in ("steps", "trained params", "samples"))
         print(f"| {row} | {' | '.join(cells)} | {delta} | {extra} |")
+    ratios = {
+        name: statistics.mean(r["task_vectors"]["tau_ratio"][name] for r in runs.values())
+        for name in first["task_vectors"]["tau_ratio"]
+    }
+    print("\n‖τ_t‖/‖θ_0‖ (mean over seeds): " + ", ".join(f"{name} {value:.3f}" for name, value in ratios.items()))
+    by_k: dict[int, list[float]] = {}
+    for seed in args.seeds:
+        combinations = json.loads((Path(args.output_root) / f"seed{seed}" / "combinations.json").read_text())
+        per_k: dict[int, list[float]] = {}
+        for entry in combinations["combinations"]:
+            per_k.setdefault(len(entry["tasks"]), []).append(entry["normalized"])
+        for k, values in per_k.items():
+            by_k.setdefault(k, []).append(statistics.mean(values))
+    print("\nFigure 1 (Task Arithmetic on every k-task combination, test split; mean over the combinations, then")
+    print("mean ± std over seeds):\n")
+    print("| k | normalized performance |\n|--:|--:|")
+    for k, values in sorted(by_k.items()):
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        print(f"| {k} | {100 * statistics.mean(values):.1f}% ± {100 * spread:.1f} |")
     for seed, run in runs.items():
         print(f"\nSeed {seed} ({walls[seed] / 60:.1f} min from nothing):\n")
         print(run["table"])
