@@ -283,7 +283,13 @@ def plot_combinations(
         # spread the points of one k a little so equal values stay visible
         offsets = [0.0] if len(values) == 1 else [0.16 * (2 * i / (len(values) - 1) - 1) for i in range(len(values))]
         ax.scatter(
-            [k + o for o in offsets], [100 * v for v in _finite(values)], s=22, color="tab:blue", alpha=0.75, zorder=3
+            [k + o for o in offsets],
+            [100 * v for v in _finite(values)],
+            s=22,
+            color="tab:blue",
+            alpha=0.75,
+            zorder=3,
+            label="one k-task combination" if k == min(by_k) else None,
         )
     means = result.mean_by_k()
     ax.plot(
@@ -291,7 +297,8 @@ def plot_combinations(
         [100 * v for v in means.values()],
         color="tab:red",
         marker="D",
-        markersize=5,
+        markersize=7,
+        markerfacecolor="none",  # hollow: a lone combination (k = T) stays visible inside its mean
         linewidth=1.8,
         label="mean over combinations",
         zorder=4,
