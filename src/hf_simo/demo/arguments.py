@@ -31,7 +31,7 @@ class DemoArguments:
         "nyuv2",
         "Embedded benchmark preset: nyuv2 (3 tasks, linear heads; about 7 minutes on 2 cores) or taskonomy "
         "(reconstruction, depth, normals, keypoints, edges with DPT heads: the analogue of Table 3 and Figure 1; "
-        "over an hour on 2 cores: a DPT training step costs several linear-head steps, see benchmarks/RESULTS.md).",
+        "over an hour on 2 cores, see benchmarks/RESULTS.md).",
     )
     model_name_or_path: str | None = option(
         None, "DINOv2 encoder to fine-tune (θ_0), a Hub id or folder. Default: the encoder shipped with hf_simo."
