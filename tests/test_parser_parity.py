@@ -310,4 +310,5 @@ def test_the_field_types_no_verb_uses_yet():
     lists += [["--required_literal", "x", "--count", "1", "-a", "t"], ["--count", "1", "--required_literal", "z"]]
     for argv in lists:
         assert _outcome(ours.parse, argv) == _outcome(theirs, argv), argv
-    assert _outcome(ours.parse, ["--required_literal", "y", "--count", "2", "--literal", "3"])[1][0][1]["literal"] == (int, 3)
+    (_, [(_, values)]) = _outcome(ours.parse, ["--required_literal", "y", "--count", "2", "--literal", "3"])
+    assert values["literal"] == (int, 3) and values["colour"] == (Colour, Colour.RED)  # the choice, not "3"
