@@ -79,6 +79,35 @@ def test_a_bare_import_loads_neither_torch_nor_transformers():
     assert result.stdout.strip() == "[]", result.stderr
 
 
+NOT_FOR_HELP = ("torch", "transformers", "numpy", "httpx2", "safetensors", "datasets")
+CLI_START = """
+import contextlib, io, sys
+from hf_simo.cli import main
+for argv in {argvs!r}:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+    print(" ".join(argv), code, sorted(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+def test_the_verbs_help_and_the_start_of_a_merge_import_no_heavy_package():
+    """Every verb's --help (its parser: `SimoArgumentParser`, no transformers), and a merge up to its usage error,
+    in one interpreter: each line says what was imported by then (the first verb that imports one fails)."""
+    from hf_simo.cli import VERBS
+
+    argvs = [["--help"], *[[verb, "--help"] for verb in VERBS], ["merge", "--task_checkpoints", "seg=org/seg"]]
+    result = _python(CLI_START.format(argvs=argvs, heavy=NOT_FOR_HELP))
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == len(argvs), result.stderr[-3000:]
+    codes = [0] * (len(argvs) - 1) + [2]  # the merge: --output_dir is required (exit 2 before any work)
+    assert lines == [f"{' '.join(argv)} {code} []" for argv, code in zip(argvs, codes)], result.stderr[-3000:]
+    control = _python("import numpy\n" + CLI_START.format(argvs=[["merge", "--help"]], heavy=NOT_FOR_HELP))
+    assert control.stdout.strip() == "merge --help 0 ['numpy']", control.stderr[-3000:]  # the check sees imports
+
+
 def _tables() -> dict[str, dict[str, str]]:
     tables = {}
     for init in sorted((SRC / "hf_simo").rglob("__init__.py")):

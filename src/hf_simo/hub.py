@@ -22,15 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import snapshot_download
-from huggingface_hub.errors import (
-    HfHubHTTPError,
-    HFValidationError,
-    LocalEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-
 from .errors import CheckpointError, UnsafeCheckpointError
 from .utils.fields import option
 
@@ -105,6 +96,14 @@ class ResolvedRepo:
         return self.name_or_path
 
 
+def snapshot_download(*args: Any, **kwargs: Any) -> str:
+    """`huggingface_hub.snapshot_download`, imported when a source is read: the verbs import this module for
+    `HubOptions`, and their ``--help`` needs no Hub client (huggingface_hub and httpx: 0.4 s)."""
+    from huggingface_hub import snapshot_download as download
+
+    return download(*args, **kwargs)
+
+
 def split_revision(source: str) -> tuple[str, str | None]:
     """`org/name@v1` -> (`org/name`, `v1`). Local paths are returned unchanged, even if they contain '@'."""
     if os.path.exists(source) or "@" not in source:
@@ -153,6 +152,14 @@ def resolve_repo(
         return ResolvedRepo(path=Path(name_or_path), name_or_path=name_or_path)
     if os.path.exists(name_or_path):
         raise CheckpointError(f"{name_or_path!r} is a file; pass the folder that holds config.json and the weights")
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
     patterns = list(allow_patterns or SAFETENSORS_PATTERNS)
     if allow_pickle:
         patterns += PICKLE_PATTERNS

@@ -1,7 +1,7 @@
 """`SimoArgumentParser`: every `hf-simo` verb and recipe parses its command line from its argument dataclasses.
 
-A `transformers.HfArgumentParser` (one ``--name`` per dataclass field, plus ``--name-with-dashes``) with what TRL's
-`TrlParser` adds and what hf_simo's verbs need:
+The options of `transformers.HfArgumentParser` (one ``--name`` per dataclass field, plus ``--name-with-dashes``;
+see `add_dataclass_field`) with what TRL's `TrlParser` adds and what hf_simo's verbs need:
 
 - ``--config x.yaml``: the file's keys are fields (an unknown key is an `OptionError` naming the closest field), its
   values become the defaults, and the command line is parsed *over* them. The legacy form, ``x.yaml`` as the first
@@ -18,6 +18,10 @@ A `transformers.HfArgumentParser` (one ``--name`` per dataclass field, plus ``--
 - Abbreviations are off (``--output`` is not ``--output_dir``); an unknown option exits 2 with the closest one.
 
 Range checks are the dataclasses' own `__post_init__` (`hf_simo.utils.fields`): `OptionError`, one line, exit 1.
+
+Why not subclass `HfArgumentParser`: importing transformers costs about 1.5 s, which was all of every verb's start-up
+(``hf-simo merge --help`` 1.8 s, benchmarks/RESULTS.md, "Command-line start-up"). This module imports the standard
+library only; `tests/test_parser_parity.py` checks it against `HfArgumentParser` over every verb's dataclasses.
 """
 
 from __future__ import annotations
@@ -27,13 +31,128 @@ import dataclasses
 import difflib
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+import types
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from copy import copy
+from enum import Enum
+from inspect import isclass
 from pathlib import Path
-from typing import Any
-
-from transformers import HfArgumentParser
+from typing import Any, Literal, Union, get_type_hints
 
 from ..utils.fields import read_yaml_options
+
+
+# ---------------------------------------------------------------------------------- HfArgumentParser's options
+# A mirror of `transformers.HfArgumentParser._parse_dataclass_field` (transformers 5.x, hf_argparser.py, Apache-2.0):
+# the same option strings, types, nargs, defaults, choices, `required` and help for every field type it handles
+# (str, int, float, bool, `X | None`, `bool | None`, `list[X]`, `Literal[...]`, `Enum`), including its quirks (a bool
+# takes ``--x``, ``--x true/false``; a True default adds ``--no_x`` / ``--no-x``; `X | None` without a value is
+# None, not required). Written here only because importing transformers was 1.5 s of every verb's start-up; the
+# parity test (tests/test_parser_parity.py) compares both parsers on every verb and recipe.
+
+
+def string_to_bool(v: str | bool) -> bool:
+    """`transformers.hf_argparser.string_to_bool` (same name: argparse quotes it in errors)."""
+    if isinstance(v, bool):
+        return v
+    if v.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    elif v.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    else:
+        raise argparse.ArgumentTypeError(
+            f"Truthy value expected: got {v} but expected one of yes/no, true/false, t/f, y/n, 1/0 (case insensitive)."
+        )
+
+
+def make_choice_type_function(choices: list) -> Callable[[str], Any]:
+    """Each choice's string form to the choice (`transformers.hf_argparser.make_choice_type_function`)."""
+    str_to_choice = {str(choice): choice for choice in choices}
+    return lambda arg: str_to_choice.get(arg, arg)
+
+
+def _is_optional_bool(annotation: Any) -> bool:
+    return annotation is bool or annotation == bool | None
+
+
+def add_dataclass_field(parser: Any, field: dataclasses.Field, annotation: Any) -> None:
+    """Add the option(s) `HfArgumentParser` adds for `field` (whose resolved type is `annotation`) to `parser` (an
+    `ArgumentParser` or an argument group). Unlike transformers it leaves ``field.type`` as it is."""
+    long_options = [f"--{field.name}"]
+    if "_" in field.name:
+        long_options.append(f"--{field.name.replace('_', '-')}")
+    kwargs = dict(field.metadata)
+    aliases = kwargs.pop("aliases", [])
+    if isinstance(aliases, str):
+        aliases = [aliases]
+    kind = annotation
+    origin_type = getattr(kind, "__origin__", kind)
+    if origin_type is Union or isinstance(origin_type, types.UnionType):
+        if str not in kind.__args__ and (len(kind.__args__) != 2 or type(None) not in kind.__args__):
+            raise ValueError(
+                "Only `Union[X, NoneType]` (i.e., `Optional[X]`) is allowed for `Union` because"
+                " the argument parser only supports one type per argument."
+                f" Problem encountered in field '{field.name}'."
+            )
+        if type(None) not in kind.__args__:  # Union[str, X]: X
+            kind = kind.__args__[0] if kind.__args__[1] is str else kind.__args__[1]
+            origin_type = getattr(kind, "__origin__", kind)
+        elif bool not in kind.__args__:  # Optional[X] (but not Optional[bool]): X
+            kind = kind.__args__[0] if isinstance(None, kind.__args__[1]) else kind.__args__[1]
+            origin_type = getattr(kind, "__origin__", kind)
+    bool_kwargs = {}
+    if origin_type is Literal or (isinstance(kind, type) and issubclass(kind, Enum)):
+        kwargs["choices"] = kind.__args__ if origin_type is Literal else [x.value for x in kind]
+        kwargs["type"] = make_choice_type_function(kwargs["choices"])
+        if field.default is not dataclasses.MISSING:
+            kwargs["default"] = field.default
+        else:
+            kwargs["required"] = True
+    elif _is_optional_bool(kind):
+        bool_kwargs = copy(kwargs)  # for the `--no_x` complement, added after `--x` (same dest: order matters)
+        kwargs["type"] = string_to_bool
+        if kind is bool or (field.default is not None and field.default is not dataclasses.MISSING):
+            kwargs["default"] = False if field.default is dataclasses.MISSING else field.default
+            kwargs["nargs"] = "?"  # `--x` alone is True, `--x false` False
+            kwargs["const"] = True
+    elif isclass(origin_type) and issubclass(origin_type, list):
+        kwargs["type"] = kind.__args__[0]
+        kwargs["nargs"] = "+"
+        if field.default_factory is not dataclasses.MISSING:
+            kwargs["default"] = field.default_factory()
+        elif field.default is dataclasses.MISSING:
+            kwargs["required"] = True
+    else:
+        kwargs["type"] = kind
+        if field.default is not dataclasses.MISSING:
+            kwargs["default"] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            kwargs["default"] = field.default_factory()
+        else:
+            kwargs["required"] = True
+    parser.add_argument(*long_options, *aliases, **kwargs)
+    if field.default is True and _is_optional_bool(kind):
+        bool_kwargs["default"] = False
+        parser.add_argument(
+            f"--no_{field.name}",
+            f"--no-{field.name.replace('_', '-')}",
+            action="store_false",
+            dest=field.name,
+            **bool_kwargs,
+        )
+
+
+def resolved_types(dtype: type) -> dict[str, Any]:
+    """The field types of the dataclass `dtype`, resolved (its module may use ``from __future__ import
+    annotations``)."""
+    try:
+        return get_type_hints(dtype)
+    except NameError as err:
+        raise RuntimeError(
+            f"Type resolution failed for {dtype}. Try declaring the class in global scope or "
+            "removing line of `from __future__ import annotations` which opts in Postponed "
+            "Evaluation of Annotations (PEP 563)"
+        ) from err
 
 
 class _ReplaceThenExtend(argparse.Action):
@@ -47,9 +166,10 @@ class _ReplaceThenExtend(argparse.Action):
         setattr(namespace, self.dest, items)
 
 
-class SimoArgumentParser(HfArgumentParser):
-    """An `HfArgumentParser` over `dataclass_types` with ``--config``, positionals, renamed and not-applicable
-    options (see the module docstring). `parse(argv)` returns one instance per dataclass, in order."""
+class SimoArgumentParser(argparse.ArgumentParser):
+    """An `argparse.ArgumentParser` with `HfArgumentParser`'s options for `dataclass_types` (`add_dataclass_field`;
+    help shows defaults, as there), ``--config``, positionals, renamed and not-applicable options (see the module
+    docstring). `parse(argv)` returns one instance per dataclass, in order."""
 
     def __init__(
         self,
@@ -64,9 +184,13 @@ class SimoArgumentParser(HfArgumentParser):
         self.positional = dict(positional) if isinstance(positional, Mapping) else {n: n.upper() for n in positional}
         self.not_applicable = dict(not_applicable or {})
         self.renamed = dict(renamed or {})
-        self._positional_fields: dict[str, tuple[Any, dataclasses.Field]] = {}
+        self._positional_fields: dict[str, tuple[Any, dataclasses.Field, Any]] = {}
         kwargs.setdefault("allow_abbrev", False)
-        super().__init__(list(dataclass_types), prog=prog, **kwargs)
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)  # as HfArgumentParser
+        super().__init__(prog=prog, **kwargs)
+        self.dataclass_types = list(dataclass_types)
+        for dtype in self.dataclass_types:
+            self._add_dataclass_arguments(dtype)
         fields = {f.name for t in self.dataclass_types for f in dataclasses.fields(t)}
         unknown = [name for name in [*self.positional, *self.not_applicable] if name not in fields]
         if unknown:
@@ -82,12 +206,22 @@ class SimoArgumentParser(HfArgumentParser):
 
     # ------------------------------------------------------------------------------------------ building
 
-    def _parse_dataclass_field(self, parser, field: dataclasses.Field) -> None:  # an instance method here
+    def _add_dataclass_arguments(self, dtype: type) -> None:
+        """`HfArgumentParser._add_dataclass_arguments`: every init field, in a group if `_argument_group_name`."""
+        parser = (
+            self.add_argument_group(dtype._argument_group_name) if hasattr(dtype, "_argument_group_name") else self
+        )
+        hints = resolved_types(dtype)
+        for field in dataclasses.fields(dtype):
+            if field.init:
+                self._add_field(parser, field, hints[field.name])
+
+    def _add_field(self, parser: Any, field: dataclasses.Field, annotation: Any) -> None:
         if field.name in self.positional:
-            self._positional_fields[field.name] = (parser, field)
+            self._positional_fields[field.name] = (parser, field, annotation)
             return
         scratch = argparse.ArgumentParser(add_help=False)
-        HfArgumentParser._parse_dataclass_field(scratch, field)
+        add_dataclass_field(scratch, field, annotation)
         for action in scratch._actions:
             if action.nargs == "+" and type(action) is argparse._StoreAction:  # a list field: repeatable
                 action = _ReplaceThenExtend(
@@ -104,9 +238,9 @@ class SimoArgumentParser(HfArgumentParser):
             parser._add_action(action)
 
     def _add_positional(self, name: str, metavar: str) -> None:
-        parser, field = self._positional_fields[name]
+        parser, field, annotation = self._positional_fields[name]
         scratch = argparse.ArgumentParser(add_help=False)
-        HfArgumentParser._parse_dataclass_field(scratch, field)
+        add_dataclass_field(scratch, field, annotation)
         model = next(a for a in scratch._actions if a.dest == name)
         is_list = model.nargs == "+"
         parser.add_argument(
@@ -213,4 +347,4 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
     return SimoArgumentParser(dataclass_types, **kwargs).parse(argv)
 
 
-__all__ = ["SimoArgumentParser", "parse_args"]
+__all__ = ["SimoArgumentParser", "add_dataclass_field", "parse_args", "resolved_types", "string_to_bool"]

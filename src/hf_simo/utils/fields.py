@@ -1,8 +1,9 @@
 """The one helper for fields of argument dataclasses, and the range checks their `__post_init__` runs.
 
 Argument dataclasses (`hf_simo.training.arguments`, `hf_simo.merging.arguments`, ...) are plain dataclasses read by
-`transformers.HfArgumentParser` (through `hf_simo.cli.parser.SimoArgumentParser`): the field's name is the option
-(`--name`, and `--name-with-dashes`), its type the parsing, its `help` the help text. The checks raise `OptionError`
+`hf_simo.cli.parser.SimoArgumentParser` with `transformers.HfArgumentParser`'s rules (without importing
+transformers): the field's name is the option (`--name`, and `--name-with-dashes`), its type the parsing, its `help`
+the help text. The checks raise `OptionError`
 naming the option as ``--name``, so a bad value fails at argument parsing, before any work, with one line.
 """
 
