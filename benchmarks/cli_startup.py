@@ -9,6 +9,11 @@ runs, interleaved so that drifts in machine load hit every command alike). For e
 which heavy packages it imported (torch, transformers, datasets, ...) and what `import hf_simo.cli` spends its time
 on, per top-level package (exclusive import time: the packages add up to the total). Target: under 1 s each on the
 project's 2-core machines. Prints a Markdown table with the machine, the load average and the date.
+
+`--overhead` also measures what the command line adds to the work itself: `hf-simo merge` of two tiny
+checkpoints (Task Arithmetic, written to a folder) against the same merge through the API
+(`hf_simo.merging.merge_to_folder`) in a fresh interpreter, each timed from process start to exit (median of the
+repeats, interleaved); the difference is the CLI's overhead over the API call (target ≤ 1 s).
 """
 
 from __future__ import annotations
@@ -73,12 +78,57 @@ def import_profile(argv: list[str]) -> tuple[float, dict[str, float], list[str]]
     return total, dict(exclusive), heavy
 
 
+def tiny_checkpoints(folder: str) -> dict[str, str]:
+    """A tiny random θ_0 and two single-task checkpoints fine-tuned from it (perturbed encoders)."""
+    import torch
+
+    from hf_simo.modeling_simo import SimoModel
+    from hf_simo.testing_utils import save_tiny_encoder
+
+    base = save_tiny_encoder(os.path.join(folder, "base"))
+    out = {"base": str(base)}
+    for index, (task, spec) in enumerate({"depth": {"kind": "depth"}, "normals": {"kind": "surface_normals"}}.items()):
+        torch.manual_seed(index)
+        model = SimoModel.from_backbone(str(base), tasks={task: spec})
+        with torch.no_grad():
+            for param in model.dinov2.parameters():
+                param.add_(0.01 * torch.randn_like(param))
+        model.save_pretrained(os.path.join(folder, task))
+        out[task] = os.path.join(folder, task)
+    return out
+
+
+def overhead_commands(paths: dict[str, str], folder: str) -> dict[str, list[str]]:
+    sources = [f"depth={paths['depth']}", f"normals={paths['normals']}"]
+    api = (
+        "from hf_simo.merging import merge_to_folder\n"
+        f"merge_to_folder({os.path.join(folder, 'api')!r}, {sources!r}, {paths['base']!r}, alpha=0.5, overwrite=True)"
+    )
+    cli = [sys.executable, "-m", "hf_simo.cli", "merge", "--task_checkpoints", *sources, "--base_model", paths["base"]]
+    cli += [
+        "--alpha",
+        "0.5",
+        "--output_dir",
+        os.path.join(folder, "cli"),
+        "--overwrite_output_dir",
+        "--log_level",
+        "error",
+    ]
+    return {"merge through the API": [sys.executable, "-c", api], "hf-simo merge": cli}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--output", default=None, help="Markdown file to write (default: print only).")
+    parser.add_argument("--overhead", action="store_true", help="Also time hf-simo merge against the API call.")
     args = parser.parse_args(argv)
     todo = commands()
+    if args.overhead:
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix="cli_overhead_")
+        todo.update(overhead_commands(tiny_checkpoints(scratch), scratch))
     times: dict[str, list[float]] = {name: [] for name in todo}
     load_before = os.getloadavg()[0]
     for _ in range(args.repeats):
@@ -101,6 +151,13 @@ def main(argv: list[str] | None = None) -> None:
             f"| `{name}` | {statistics.median(times[name]):.2f} | {min(times[name]):.2f} | {total:.2f} | "
             f"{', '.join(heavy) or 'none'} |"
         )
+    if args.overhead:
+        cli, api = (statistics.median(times[name]) for name in ("hf-simo merge", "merge through the API"))
+        lines += [
+            "",
+            f"The CLI's overhead over the API call (merge of two tiny checkpoints): {cli - api:+.2f} s "
+            f"(`hf-simo merge` {cli:.2f} s, the API in a fresh interpreter {api:.2f} s; medians).",
+        ]
     total, exclusive, _ = profiles["import hf_simo.cli"]
     lines += ["", f"`import hf_simo.cli` ({total:.3f} s of imports), by top-level package:", ""]
     lines += ["| package | exclusive s | share |", "|---|--:|--:|"]

@@ -108,6 +108,20 @@ def test_the_verbs_help_and_the_start_of_a_merge_import_no_heavy_package():
     assert control.stdout.strip() == "merge --help 0 ['numpy']", control.stderr[-3000:]  # the check sees imports
 
 
+def test_a_merge_runs_to_the_end_in_a_fresh_interpreter(tmp_path):
+    """What a user types, in a new process: with nothing imported beforehand (no transformers until the verb runs),
+    every module the run reaches must import what it uses (a tqdm-state lookup once assumed huggingface_hub's)."""
+    from helpers.checkpoints import build_sources
+
+    base, folders = build_sources(tmp_path / "src", tasks=("segmentation", "depth"))
+    out = tmp_path / "merged"
+    argv = [sys.executable, "-m", "hf_simo.cli", "merge", "--task_checkpoints", *map(str, folders)]
+    argv += ["--base_model", str(base), "--alpha", "0.5", "--output_dir", str(out), "--disable_tqdm"]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+
+
 def _tables() -> dict[str, dict[str, str]]:
     tables = {}
     for init in sorted((SRC / "hf_simo").rglob("__init__.py")):

@@ -26,6 +26,7 @@ Progress bars:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -251,8 +252,9 @@ class CommonArguments:
 
 def _hub_tqdm():
     """huggingface_hub's tqdm module, which holds the per-group on/off states (`huggingface_hub.utils.tqdm` is the
-    class; the module is only reachable through `sys.modules`)."""
-    return sys.modules["huggingface_hub.utils.tqdm"]
+    class, so the module is reached by its name). Imported here: nothing may have imported it yet, since the command
+    line no longer imports transformers before a verb runs."""
+    return importlib.import_module("huggingface_hub.utils.tqdm")  # `huggingface_hub.utils` loads it lazily
 
 
 __all__ = [
