@@ -655,8 +655,8 @@ def load_dinov2_encoder(
     family = ENCODER_FAMILIES.get(config.model_type)
     if family is None:
         raise CheckpointError(
-            f"{source} is a {config.model_type!r} model, not a DINOv2-family encoder; hf_simo needs a Dinov2Model, "
-            "Dinov2WithRegistersModel or DINOv3ViTModel such as facebook/dinov2-base"
+            f"{source} is a {config.model_type!r} model, not DINOv2 (nor DINOv2 with registers, nor DINOv3); hf_simo "
+            "needs a Dinov2Model, Dinov2WithRegistersModel or DINOv3ViTModel encoder such as facebook/dinov2-base"
         )
     return family.model_cls().from_pretrained(path, use_safetensors=not allow_pickle)
 

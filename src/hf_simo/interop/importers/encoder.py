@@ -26,10 +26,11 @@ def plan(config: PreTrainedConfig, task: str, source: str) -> ImportPlan:
     )
 
 
+ARCHITECTURES = tuple(name for family in ENCODER_FAMILIES.values() for name in family.architectures)
 IMPORTER = Importer(
     name="encoder",
-    summary="a pre-trained encoder (theta_0): " + ", ".join(c for f in ENCODER_FAMILIES.values() for c in f.architectures),
-    architectures=tuple(c for f in ENCODER_FAMILIES.values() for c in f.architectures),
+    summary=f"a pre-trained encoder (theta_0): {', '.join(ARCHITECTURES)}",
+    architectures=ARCHITECTURES,
     model_types=tuple(ENCODER_FAMILIES),
     plan=plan,
 )
