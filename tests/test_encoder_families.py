@@ -15,15 +15,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import (
-    DINOv3ViTBackbone,
-    DINOv3ViTConfig,
-    DINOv3ViTModel,
     Dinov2Backbone,
     Dinov2Config,
     Dinov2Model,
     Dinov2WithRegistersBackbone,
     Dinov2WithRegistersConfig,
     Dinov2WithRegistersModel,
+    DINOv3ViTBackbone,
+    DINOv3ViTConfig,
+    DINOv3ViTModel,
 )
 
 from helpers.checkpoints import build_task, rewrite_weights
@@ -141,7 +141,9 @@ def test_heads_read_cls_and_patches_never_registers(family):
             tokens = normed[layer]
             parts.append(tokens[:, 1 + registers :].transpose(1, 2).reshape(1, 32, h, w))
             parts.append(tokens[:, 0, :, None, None].expand(-1, -1, h, w))
-        expected = F.conv2d(linear.batch_norm(torch.cat(parts, dim=1)), linear.classifier.weight, linear.classifier.bias)
+        expected = F.conv2d(
+            linear.batch_norm(torch.cat(parts, dim=1)), linear.classifier.weight, linear.classifier.bias
+        )
         dpt = model.heads["depth"]
         dpt_in = [without_registers(normed[layer], registers) for layer in model.config.tasks["depth"]["layers"]]
         dpt_expected = dpt.head(dpt.neck(dpt_in, h, w)).unsqueeze(1)
