@@ -316,3 +316,13 @@ def test_a_saved_encoder_folder_is_a_base(family, tmp_path):
         assert model.config.backbone_config.model_type == family
         for name, tensor in encoder.state_dict().items():
             assert torch.equal(model.dinov2.state_dict()[name], tensor), (folder, name)
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_export_to_transformers_is_refused_for_other_families(family):
+    from hf_simo.errors import UnsupportedExportError
+    from hf_simo.interop.export import check_exportable
+
+    model = SimoModel(SimoConfig(backbone_config=family_config(family), tasks=TASKS))
+    with pytest.raises(UnsupportedExportError, match=rf"the encoder is '{family}'.*register tokens"):
+        check_exportable(model, "depth")

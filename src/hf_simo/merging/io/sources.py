@@ -337,6 +337,9 @@ def base_from_tasks(tasks: Iterable[Checkpoint]) -> tuple[str, str | None]:
         sizes = {"384": "small", "768": "base", "1024": "large", "1536": "giant"}
         hidden = str(checkpoints[0].backbone_config.hidden_size) if checkpoints else ""
         suggestion = f"facebook/dinov2-{sizes[hidden]}" if hidden in sizes else "facebook/dinov2-base"
+        family = checkpoints[0].backbone_config.model_type if checkpoints else "dinov2"
+        if family != "dinov2":
+            suggestion = f"<the {family} encoder they were fine-tuned from>"
         imported = [c.describe() for c in checkpoints if c.format is not None]
         note = f" ({', '.join(imported)}: transformers checkpoints record no base)" if imported else ""
         raise CheckpointError(
