@@ -79,9 +79,9 @@ class SimoPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = [
-        f"{prefix}{part}"
-        for prefix in ("Dinov2", "Dinov2WithRegisters", "DINOv3ViT")  # the classes of `ENCODER_FAMILIES`
+    _no_split_modules = [  # every family's embeddings and blocks (`Dinov2Layer`, `DINOv3ViTLayer`, ...)
+        f"{family.model_class.removesuffix('Model')}{part}"
+        for family in ENCODER_FAMILIES.values()
         for part in ("Embeddings", "Layer")
     ]
     _supports_sdpa = True
