@@ -1,8 +1,8 @@
 """Adapters *after* each transformer block, native to `SimoModel` so re-aligned models load without PEFT.
 
 Representation re-alignment (paper 5.0.2) adds a low-rank map after every block: output = block(x) + B·A·x.
-Each `Dinov2Layer` gets a frozen, zero-initialised `BlockAdapterSlot` (a d×d `nn.Linear`) and a forward hook that
-adds `slot(x)` to the block output. PEFT trains a LoRA on the slot (`target_modules` = the slots), saves it in its
+Each encoder block (`Dinov2Layer`, `Dinov2WithRegistersLayer`, `DINOv3ViTLayer`) gets a frozen, zero-initialised
+`BlockAdapterSlot` (a d×d `nn.Linear`) and a forward hook that adds `slot(x)` to the block output. PEFT trains a LoRA on the slot (`target_modules` = the slots), saves it in its
 own format and folds it with `merge_and_unload()` into the slot's weight, which this module then carries in a
 plain `SimoModel` (`config.block_adapter = "linear"`). A zero slot leaves the model unchanged.
 
@@ -18,12 +18,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .encoder_families import slot_target_pattern
+
 
 BLOCK_ADAPTER_KINDS = ("linear", "relu")
 SLOT_NAME = "adapter_slot"
 RELU_ADAPTER_NAME = "relu_adapter"
-SLOT_TARGET_PATTERN = rf".*encoder\.layer\.\d+\.{SLOT_NAME}"
-"""PEFT `target_modules` regex that selects exactly the block slots."""
+SLOT_TARGET_PATTERN = slot_target_pattern(SLOT_NAME)
+"""PEFT `target_modules` regex that selects exactly the block slots, in every encoder family (DINOv2's blocks are
+`encoder.layer.<i>`, DINOv3's `model.layer.<i>`; `hf_simo.encoder_families`)."""
+LEGACY_SLOT_TARGET_PATTERNS = (rf".*encoder\.layer\.\d+\.{SLOT_NAME}",)
+"""The patterns adapters saved by earlier versions carry in `adapter_config.json` (DINOv2 only)."""
 
 
 class BlockAdapterSlot(nn.Linear):
@@ -90,6 +95,7 @@ def attach_block_adapters(layers: nn.ModuleList, kind: str, hidden_size: int, ra
 __all__ = [
     "BLOCK_ADAPTER_KINDS",
     "BlockAdapterSlot",
+    "LEGACY_SLOT_TARGET_PATTERNS",
     "ReluBottleneckAdapter",
     "SLOT_NAME",
     "SLOT_TARGET_PATTERN",

@@ -1,4 +1,4 @@
-"""`SimoConfig`: one DINOv2 encoder config plus a mapping of task specs, serialized in `config.json`.
+"""`SimoConfig`: one encoder config (DINOv2, DINOv2 with registers or DINOv3; `hf_simo.encoder_families`) plus a mapping of task specs, serialized in `config.json`.
 
 A task spec says everything the model, the losses and the metrics need to know about a task: its kind, its number
 of classes or channels, how invalid pixels are marked, which loss and metric to use, which head to build and which
@@ -13,9 +13,10 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from transformers import AutoConfig, Dinov2Config, PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .encoder_families import ENCODER_FAMILIES, is_encoder_config, supported_encoders
 from .errors import TaskSpecError
 
 
@@ -295,11 +296,12 @@ def _resolved_id2label(id2label: Any, num_classes: int, fail) -> dict[int, str]:
 
 
 class SimoConfig(PreTrainedConfig):
-    r"""Configuration of a [`SimoModel`]: a DINOv2 encoder shared by several dense-prediction heads.
+    r"""Configuration of a [`SimoModel`]: a DINOv2-family encoder shared by several dense-prediction heads.
 
     Args:
-        backbone_config (`Dinov2Config` or `dict`, *optional*):
-            The encoder configuration. Defaults to DINOv2-base.
+        backbone_config (`Dinov2Config`, `Dinov2WithRegistersConfig`, `DINOv3ViTConfig` or `dict`, *optional*):
+            The encoder configuration; its `model_type` picks the encoder family (`hf_simo.encoder_families`).
+            Defaults to DINOv2-base.
         tasks (`dict[str, TaskSpec | dict]`, *optional*):
             Task name -> task spec. Stored fully resolved (every default filled in) in `config.json`.
         base_model_name_or_path (`str`, *optional*):
@@ -349,11 +351,12 @@ class SimoConfig(PreTrainedConfig):
         # config.json is written with sorted keys; the task order travels separately (see `to_dict`)
         task_order = kwargs.pop("task_order", None)
         super().__post_init__(**kwargs)
-        if not isinstance(self.backbone_config, Dinov2Config):
+        if not is_encoder_config(self.backbone_config):
             got = getattr(self.backbone_config, "model_type", type(self.backbone_config).__name__)
             raise ValueError(
-                f"SimoConfig.backbone_config must be a Dinov2Config (model_type 'dinov2'), got {got!r}. "
-                "hf_simo merges DINOv2 encoders; pass a Dinov2Config or a dict with model_type='dinov2'."
+                "SimoConfig.backbone_config must be a Dinov2Config, Dinov2WithRegistersConfig or DINOv3ViTConfig "
+                f"(model_type {', '.join(repr(t) for t in ENCODER_FAMILIES)}), got {got!r}. hf_simo merges "
+                f"encoders of these families: {supported_encoders()}."
             )
         if self.block_adapter not in (None, "linear", "relu"):
             raise ValueError(f"block_adapter must be None, 'linear' or 'relu', got {self.block_adapter!r}")

@@ -13,6 +13,7 @@ from huggingface_hub import ModelCard
 from huggingface_hub.utils import filter_repo_objects
 
 from .configuration_simo import SimoConfig
+from .encoder_families import ENCODER_FAMILIES
 from .errors import PublishError
 from .hub import PICKLE_PATTERNS, CheckpointError, safetensors_files
 from .weights import check_checkpoint_matches_config
@@ -48,7 +49,7 @@ def validate_model_folder(folder: str | os.PathLike, *, card_pending: bool = Fal
             model_type = None
             problems.append(f"config.json is not valid JSON ({err})")
         else:
-            if model_type == "dinov2":  # a pre-trained encoder (θ_0): config and safetensors are all it needs
+            if model_type in ENCODER_FAMILIES:  # a pre-trained encoder (θ_0): config and safetensors are all it needs
                 try:
                     safetensors_files(folder, source=str(folder))
                 except CheckpointError as err:
@@ -56,7 +57,8 @@ def validate_model_folder(folder: str | os.PathLike, *, card_pending: bool = Fal
                 return None
             if model_type != "simo":
                 problems.append(
-                    f"config.json is a {model_type!r} config, not a SimoModel (model_type 'simo') or a DINOv2 encoder"
+                    f"config.json is a {model_type!r} config, not a SimoModel (model_type 'simo') or an encoder "
+                    f"({', '.join(repr(t) for t in ENCODER_FAMILIES)})"
                 )
             else:
                 try:

@@ -1,8 +1,10 @@
-"""`SimoModel`: one DINOv2 encoder, one pass, every task's head.
+"""`SimoModel`: one DINOv2-family encoder, one pass, every task's head.
 
 The forward is split in two so re-alignment can reuse it: `encode` runs the encoder once and returns the
 layer-normed hidden states every head needs, `decode` runs the heads on them and brings each prediction to the
 input resolution. A model with one task is the single-task checkpoint format; merging stacks their heads.
+The encoder is a `Dinov2Model`, `Dinov2WithRegistersModel` or `DINOv3ViTModel`, picked by the backbone config's
+`model_type` (`hf_simo.encoder_families`); it is the `dinov2` attribute in every family.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Dinov2Model, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .block_adapters import attach_block_adapters, validate_rank
 from .configuration_simo import SimoConfig, TaskSpec
+from .encoder_families import ENCODER_FAMILIES, EncoderFamily, encoder_family, num_prefix_tokens
 from .errors import DataError, UnknownTaskError
 from .heads import build_head
 from .hub import CheckpointError, resolve_repo, safetensors_files
@@ -33,8 +36,8 @@ from .weights import check_checkpoint_matches_config
 class SimoEncoding(ModelOutput):
     """What the encoder computed once for all heads.
 
-    features: feature key -> hidden states (B, 1 + h*w, C), CLS token first: +i the layer-normed output of block i
-        (1-based), -i its raw output (`configuration_simo.feature_key`).
+    features: feature key -> hidden states (B, 1 + h*w, C), CLS token first, register tokens left out: +i the
+        layer-normed output of block i (1-based), -i its raw output (`configuration_simo.feature_key`).
     grid: the patch grid (h, w). padding: (top, bottom, left, right) pixels added to reach a patch multiple.
     """
 
@@ -76,14 +79,18 @@ class SimoPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["Dinov2Embeddings", "Dinov2Layer"]
+    _no_split_modules = [  # every family's embeddings and blocks (`Dinov2Layer`, `DINOv3ViTLayer`, ...)
+        f"{family.model_class.removesuffix('Model')}{part}"
+        for family in ENCODER_FAMILIES.values()
+        for part in ("Embeddings", "Layer")
+    ]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
 
 
 class SimoModel(SimoPreTrainedModel):
-    """A DINOv2 encoder shared by a `ModuleDict` of dense-prediction heads, one per task.
+    """A DINOv2-family encoder shared by a `ModuleDict` of dense-prediction heads, one per task.
 
     Example:
 
@@ -98,9 +105,9 @@ class SimoModel(SimoPreTrainedModel):
 
     def __init__(self, config: SimoConfig):
         super().__init__(config)
-        self.dinov2 = Dinov2Model(config.backbone_config)
+        self.dinov2 = encoder_family(config.backbone_config).build(config.backbone_config)
         # Never used without masked-image pre-training; frozen so DDP does not wait for its gradient.
-        if self.dinov2.embeddings.mask_token is not None:
+        if getattr(self.dinov2.embeddings, "mask_token", None) is not None:
             self.dinov2.embeddings.mask_token.requires_grad_(False)
         self.heads = nn.ModuleDict(
             {name: build_head(spec, config.backbone_config) for name, spec in config.task_specs.items()}
@@ -108,7 +115,7 @@ class SimoModel(SimoPreTrainedModel):
         self.post_init()
         if config.block_adapter is not None:  # after post_init: adapters start at identity, not random
             attach_block_adapters(
-                self.dinov2.encoder.layer,
+                self.encoder_blocks(),
                 config.block_adapter,
                 config.backbone_config.hidden_size,
                 config.block_adapter_rank,
@@ -119,7 +126,7 @@ class SimoModel(SimoPreTrainedModel):
     @classmethod
     def from_backbone(
         cls,
-        backbone: str | os.PathLike | Dinov2Model,
+        backbone: str | os.PathLike | PreTrainedModel,
         tasks: dict[str, TaskSpec | dict[str, Any]],
         *,
         revision: str | None = None,
@@ -129,13 +136,14 @@ class SimoModel(SimoPreTrainedModel):
         allow_pickle: bool = False,
         **config_kwargs,
     ) -> SimoModel:
-        """Pre-trained DINOv2 encoder (Hub id, folder or `Dinov2Model`) + freshly initialised heads for `tasks`.
+        """Pre-trained encoder (Hub id, folder, or a `Dinov2Model` / `Dinov2WithRegistersModel` / `DINOv3ViTModel`)
+        + freshly initialised heads for `tasks`.
 
         The encoder's id and resolved commit are recorded as `config.base_model_name_or_path` /
         `base_model_revision`, the θ_0 that merging subtracts.
         """
         base_name, base_revision = None, None
-        if isinstance(backbone, Dinov2Model):
+        if is_encoder_model(backbone):
             encoder = backbone
             base_name = backbone.config.name_or_path or None
         elif isinstance(backbone, (str, os.PathLike)):
@@ -151,7 +159,8 @@ class SimoModel(SimoPreTrainedModel):
             encoder = load_dinov2_encoder(resolved.path, source=resolved.describe(), allow_pickle=allow_pickle)
             base_name, base_revision = resolved.name_or_path, resolved.commit or resolved.revision
         else:
-            raise TypeError(f"backbone must be a Hub id, a folder or a Dinov2Model, got {type(backbone).__name__}")
+            classes = ", ".join(f.model_class for f in ENCODER_FAMILIES.values())
+            raise TypeError(f"backbone must be a Hub id, a folder or one of {classes}, got {type(backbone).__name__}")
         config = SimoConfig(
             backbone_config=encoder.config.to_dict(),
             tasks=tasks,
@@ -344,11 +353,20 @@ class SimoModel(SimoPreTrainedModel):
         hidden = self.config.backbone_config.hidden_size
         if kind == "relu":
             validate_rank(rank, hidden)
-        attach_block_adapters(self.dinov2.encoder.layer, kind, hidden, rank)
-        self.dinov2.encoder.layer.to(device=self.device, dtype=self.dtype)
+        attach_block_adapters(self.encoder_blocks(), kind, hidden, rank)
+        self.encoder_blocks().to(device=self.device, dtype=self.dtype)
         self.config.block_adapter = kind
         self.config.block_adapter_rank = rank if kind == "relu" else None
         return self
+
+    @property
+    def encoder_family(self) -> EncoderFamily:
+        """The family of the encoder (`hf_simo.encoder_families`), from `config.backbone_config.model_type`."""
+        return encoder_family(self.config.backbone_config)
+
+    def encoder_blocks(self) -> nn.ModuleList:
+        """The encoder's transformer blocks, in order (where block adapters go)."""
+        return self.encoder_family.block_modules(self.dinov2)
 
     # ------------------------------------------------------------------ tasks
 
@@ -413,11 +431,14 @@ class SimoModel(SimoPreTrainedModel):
         outputs = self.dinov2(
             pixel_values, output_hidden_states=True, output_attentions=bool(output_attentions), return_dict=True
         )
-        # feature keys: +i = final-norm(hidden_states[i]), -i = the raw output of block i (configuration_simo)
-        features = {
-            key: self.dinov2.layernorm(outputs.hidden_states[key]) if key > 0 else outputs.hidden_states[-key]
-            for key in layers
-        }
+        # feature keys: +i = final-norm(hidden_states[i]), -i = the raw output of block i (configuration_simo);
+        # register tokens (between CLS and the patches) are dropped, so every head reads CLS + the patch grid
+        norm = self.encoder_family.norm_module(self.dinov2)
+        prefix = num_prefix_tokens(self.config.backbone_config)
+        features = {}
+        for key in layers:
+            tokens = norm(outputs.hidden_states[key]) if key > 0 else outputs.hidden_states[-key]
+            features[key] = tokens if prefix == 1 else torch.cat([tokens[:, :1], tokens[:, prefix:]], dim=1)
         return SimoEncoding(
             features=features,
             grid=grid,
@@ -613,22 +634,31 @@ def _config_model_type(path: Path) -> str | None:
     return json.loads(config_file.read_text()).get("model_type") if config_file.is_file() else None
 
 
+def is_encoder_model(module: object) -> bool:
+    """Whether `module` is a bare encoder of a supported family (`Dinov2Model`, `Dinov2WithRegistersModel`,
+    `DINOv3ViTModel`), the kind `from_backbone` takes."""
+    family = ENCODER_FAMILIES.get(getattr(getattr(module, "config", None), "model_type", None))
+    return family is not None and isinstance(module, family.model_cls())
+
+
 def load_dinov2_encoder(
     path: str | os.PathLike, *, source: str | None = None, allow_pickle: bool = False
-) -> Dinov2Model:
-    """The `Dinov2Model` of a local folder (a DINOv2 checkpoint, or a SimoModel's encoder); anything else is refused."""
+) -> PreTrainedModel:
+    """The encoder of a local folder: a `Dinov2Model`, `Dinov2WithRegistersModel` or `DINOv3ViTModel` checkpoint
+    (their `*Backbone` checkpoints hold the same tensors), or a SimoModel's encoder; anything else is refused."""
     from transformers import AutoConfig
 
     source = source or os.fspath(path)
     config = AutoConfig.from_pretrained(path)
     if config.model_type == "simo":
         return SimoModel.from_pretrained(path, allow_pickle=allow_pickle).dinov2
-    if config.model_type != "dinov2":
+    family = ENCODER_FAMILIES.get(config.model_type)
+    if family is None:
         raise CheckpointError(
-            f"{source} is a {config.model_type!r} model, not DINOv2; hf_simo needs a Dinov2 encoder such as "
-            "facebook/dinov2-base"
+            f"{source} is a {config.model_type!r} model, not DINOv2 (nor DINOv2 with registers, nor DINOv3); hf_simo "
+            "needs a Dinov2Model, Dinov2WithRegistersModel or DINOv3ViTModel encoder such as facebook/dinov2-base"
         )
-    return Dinov2Model.from_pretrained(path, use_safetensors=not allow_pickle)
+    return family.model_cls().from_pretrained(path, use_safetensors=not allow_pickle)
 
 
 __all__ = [
@@ -638,6 +668,7 @@ __all__ = [
     "SimoPreTrainedModel",
     "check_task_labels",
     "freeze_unused_parameters",
+    "is_encoder_model",
     "is_unused_parameter",
     "load_dinov2_encoder",
 ]

@@ -1,9 +1,11 @@
-"""Canonical tensor names for DINOv2 encoders, and the check of a checkpoint's tensors against its config.
+"""Canonical tensor names for the encoder families, and the check of a checkpoint's tensors against its config.
 
 transformers 5 renamed DINOv2's attention weights (`attention.attention.query` -> `attention.q_proj`, ...) and, to
-stay loadable by older versions, `save_pretrained` writes the *old* names while the modules use the new ones. Any
-code that reads safetensors directly (the checkpoint check, the merge engine) compares canonical (new) names,
-derived from transformers' own conversion mapping rather than a copy of it.
+stay loadable by older versions, `save_pretrained` writes the *old* names while the modules use the new ones
+(DINOv2 and DINOv2-with-registers share that mapping; DINOv3 stores its blocks as `layer.*` for `model.layer.*`).
+Any code that reads safetensors directly (the checkpoint check, the merge engine) compares canonical (new) names,
+derived from transformers' own conversion mapping rather than a copy of it (`hf_simo.encoder_families` holds
+DINOv3's one prefix rename, which transformers spells as an unanchored regex).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .encoder_families import module_prefix_name
 from .hub import CheckpointError, tensor_shapes
 
 
@@ -32,10 +35,11 @@ def _dinov2_renamings() -> tuple[tuple[re.Pattern[str], str], ...]:
 
 
 def canonical_key(key: str) -> str:
-    """The transformers-5 module name of a (possibly legacy-named) DINOv2 tensor name; other names unchanged."""
+    """The transformers-5 module name of a (possibly legacy-named) encoder tensor name, bare or `dinov2.`-prefixed,
+    in any encoder family; other names unchanged."""
     for pattern, target in _dinov2_renamings():
         key = pattern.sub(target, key)
-    return key
+    return module_prefix_name(key)
 
 
 # The legacy SwiGLU `mlp.weights_in` stacks the gate and up projections on dim 0 (transformers' conversion mapping)

@@ -41,6 +41,13 @@ def check_exportable(model: Any, task: str) -> Exporter:
             f"task {task!r} is a {spec.kind} task with a {spec.head} head, which no transformers class holds; "
             f"exportable: {targets}. Publish the SimoModel instead (hf-simo push), or add a target: {EXTENSION_POINT}"
         )
+    family = model.config.backbone_config.model_type
+    if family != "dinov2":
+        raise UnsupportedExportError(
+            f"task {task!r}: the encoder is {family!r}; transformers' {exporter.target_class.__name__} runs DINOv2 "
+            "backbones the way hf_simo's head reads them (its neck takes hidden_state[:, 1:] as the patch grid, which "
+            "register tokens break). Publish the SimoModel instead (hf-simo push)"
+        )
     if list(spec.layers) != sorted(set(spec.layers)):
         raise UnsupportedExportError(
             f"task {task!r} reads layers {spec.layers}; transformers' backbones take distinct increasing out_indices"

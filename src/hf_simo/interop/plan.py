@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedConfig, PreTrainedModel
 
+from ..encoder_families import ENCODER_PREFIX  # the SimoModel attribute of the encoder, every family
 from ..errors import CheckpointError
 from ..weights import canonical_names
 
@@ -32,7 +33,6 @@ BACKBONE_ONLY_FIELDS = (
     "apply_layernorm",
     "reshape_hidden_states",
 )
-ENCODER_PREFIX = "dinov2."  # the SimoModel attribute of the encoder
 
 
 @dataclass

@@ -31,6 +31,10 @@ ARCHITECTURE_FIELDS = (
     "qkv_bias",
     "hidden_act",
     "layer_norm_eps",
+    "num_register_tokens",  # DINOv2 with registers, DINOv3
+    "intermediate_size",  # DINOv3 (DINOv2 families size the MLP with mlp_ratio)
+    "use_gated_mlp",
+    "rope_theta",  # DINOv3's rotary position embedding: same shapes, another encoder
 )
 
 
@@ -53,7 +57,14 @@ def check_unique_tasks(tasks: list[Checkpoint]) -> None:
 
 
 def check_architecture(reference: Checkpoint, other: Checkpoint) -> None:
-    """Same encoder architecture (config fields) and the same tensors with the same shapes."""
+    """Same encoder family, the same architecture (config fields) and the same tensors with the same shapes."""
+    mine, theirs = reference.backbone_config.model_type, other.backbone_config.model_type
+    if mine != theirs:
+        raise CheckpointError(
+            f"{other.describe()} has a {theirs!r} encoder, {reference.describe()} a {mine!r} one: task vectors "
+            "exist only between encoders of one family (hf_simo.encoder_families); merge checkpoints fine-tuned "
+            f"from the same {mine!r} base"
+        )
     for name in ARCHITECTURE_FIELDS:
         mine, theirs = getattr(reference.backbone_config, name, None), getattr(other.backbone_config, name, None)
         if mine != theirs:

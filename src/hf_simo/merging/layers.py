@@ -1,5 +1,5 @@
-"""Per-task, per-layer merge coefficients: the coefficient groups of a Dinov2 encoder (embeddings, each block, final
-layernorm) and the coefficients a user gives (a number, [T], [T, L+2], a mapping task -> ...) as a T x G table."""
+"""Per-task, per-layer merge coefficients: the coefficient groups of an encoder (embeddings, each block, final
+layernorm; any family of `hf_simo.encoder_families`) and the coefficients a user gives (a number, [T], [T, L+2], a mapping task -> ...) as a T x G table."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from typing import Any
 
 import torch
 
+from ..encoder_families import block_index
 from ..errors import MergeOptionError
 
 
 def layer_group(key: str, num_layers: int) -> int:
     """Coefficient group of an encoder parameter: 0 = embeddings, 1..L = block l-1, L+1 = final layernorm."""
-    if key.startswith("encoder.layer."):
-        index = int(key.split(".")[2])
+    index = block_index(key)  # `encoder.layer.<i>.` (DINOv2 families) or `model.layer.<i>.` (DINOv3)
+    if index is not None:
         if not 0 <= index < num_layers:
             raise ValueError(f"{key}: block index {index} outside [0, {num_layers})")
         return index + 1

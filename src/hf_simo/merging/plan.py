@@ -88,7 +88,7 @@ def check_against_model(config: SimoConfig, shapes: dict[str, tuple[int, ...]], 
             )
     others = sorted(set(expected) ^ set(shapes))
     if others:
-        raise CheckpointError(f"the merged encoder does not match the Dinov2 config: {others[:5]}")
+        raise CheckpointError(f"the merged encoder does not match its encoder config: {others[:5]}")
 
 
 def stream_merge(job: MergeJob, dtype: torch.dtype, cast_heads: bool, sink: Sink, config: SimoConfig) -> None:

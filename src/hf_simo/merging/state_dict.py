@@ -1,4 +1,4 @@
-"""`merge_state_dicts`: the direct, in-memory merge of Dinov2 encoder state dicts (the reference the streaming merge
+"""`merge_state_dicts`: the direct, in-memory merge of encoder state dicts (the reference the streaming merge
 is held to, bitwise)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..encoder_families import block_index
 from ..errors import CheckpointError
 from .io.sources import canonical_encoder_keys
 from .layers import layer_group, resolve_coefficients
@@ -93,7 +94,7 @@ def _merge_canonical(
 ) -> dict[str, torch.Tensor]:
     keys = sorted(base)
     if num_layers is None:
-        blocks = {int(k.split(".")[2]) for k in keys if k.startswith("encoder.layer.")}
+        blocks = {block_index(k) for k in keys} - {None}
         num_layers = max(blocks) + 1 if blocks else 0
     groups = {k: layer_group(k, num_layers) for k in keys}
     rows = resolve_coefficients(coefficients, task_names, num_layers + 2)

@@ -18,7 +18,7 @@ from pathlib import Path
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
-from ..block_adapters import SLOT_TARGET_PATTERN, validate_rank
+from ..block_adapters import LEGACY_SLOT_TARGET_PATTERNS, SLOT_NAME, SLOT_TARGET_PATTERN, validate_rank
 from ..hub import CheckpointError
 from ..modeling_simo import SimoModel, freeze_unused_parameters
 
@@ -51,7 +51,9 @@ def block_lora_config(
 
 def _uses_block_slots(lora_config: LoraConfig) -> bool:
     targets = lora_config.target_modules
-    return targets == SLOT_TARGET_PATTERN or (isinstance(targets, (list, set)) and "adapter_slot" in targets)
+    if isinstance(targets, str):
+        return targets in (SLOT_TARGET_PATTERN, *LEGACY_SLOT_TARGET_PATTERNS)
+    return isinstance(targets, (list, set)) and SLOT_NAME in targets
 
 
 def prepare_representation_realignment(
@@ -75,7 +77,7 @@ def prepare_representation_realignment(
         validate_rank(rank, hidden)
         model.enable_block_adapters("relu", rank)
         model.requires_grad_(False)
-        for layer in model.dinov2.encoder.layer:
+        for layer in model.encoder_blocks():
             layer.relu_adapter.requires_grad_(True)
         if train_heads:
             model.heads.requires_grad_(True)

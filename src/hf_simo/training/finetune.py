@@ -15,7 +15,6 @@ The encoder fine-tuned from (θ_0) is `--model_name_or_path`, else the encoder s
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from ..data import (
     select_tasks,
     task_columns,
 )
+from ..encoder_families import ENCODER_PREFIX, block_index
 from ..errors import TrainingError
 from ..hub import HubOptions, PushOptions
 from ..image_processing_simo import make_image_processor
@@ -91,18 +91,15 @@ def encoder_drift(initial: dict[str, torch.Tensor], model: SimoModel) -> dict[st
     return state_drift(initial, model.dinov2.state_dict())
 
 
-_BLOCK = re.compile(r"^dinov2\.encoder\.layer\.(\d+)\.")
-
-
 def encoder_layer_id(name: str, num_layers: int) -> int | None:
     """BEiT/DINOv2 layer ids for layer-wise decay: embeddings 0, block i → i + 1, the final norm L + 1; None for
-    parameters outside the encoder (the heads)."""
-    if name.startswith("dinov2.embeddings."):
+    parameters outside the encoder (the heads). Blocks in any encoder family (`hf_simo.encoder_families`)."""
+    if not name.startswith(ENCODER_PREFIX):
+        return None
+    if name.startswith(f"{ENCODER_PREFIX}embeddings."):
         return 0
-    match = _BLOCK.match(name)
-    if match:
-        return int(match.group(1)) + 1
-    return num_layers + 1 if name.startswith("dinov2.") else None
+    block = block_index(name[len(ENCODER_PREFIX) :])
+    return num_layers + 1 if block is None else block + 1
 
 
 def layerwise_param_groups(

@@ -1,10 +1,10 @@
 """Finding and opening the checkpoints a merge combines (I/O): source specs, Hub resolution, configs, weight headers.
 
-A merge has one base encoder theta_0 (a Dinov2 repo or folder, a `SimoModel` folder, or the base recorded in the
+A merge has one base encoder theta_0 (a Dinov2 / Dinov2WithRegisters / DINOv3ViT repo or folder, a `SimoModel` folder, or the base recorded in the
 task checkpoints' configs) and T single-task `SimoModel` checkpoints. Hub ids go through `hf_simo.hub.resolve_repo`
 (configs and safetensors only, revision/token/cache/offline from `HubOptions`, commit recorded); local folders are
 read in place. Everything is checked from headers before any weight is read (`hf_simo.merging.checks`): same encoder
-architecture, same tensor names (after canonicalising transformers-4 Dinov2 names to transformers-5 names) and
+family and architecture, same tensor names (after canonicalising transformers-4 Dinov2 names to transformers-5 names) and
 shapes, unique task names. Weights are then read tensor by tensor (`hf_simo.merging.io.reader`).
 """
 
@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 from huggingface_hub.errors import HFValidationError
-from transformers import Dinov2Config, PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 
 from ...configuration_simo import SimoConfig
+from ...encoder_families import ENCODER_FAMILIES, encoder_family
 from ...errors import MergeOptionError
 from ...hub import CheckpointError, HubOptions, UnsafeCheckpointError, resolve_repo, safetensors_files
 from ...interop.plan import ImportPlan
@@ -121,8 +122,8 @@ class Checkpoint:
     revision: str | None
     commit: str | None
     path: Path | None
-    backbone_config: Dinov2Config
-    config: SimoConfig | Dinov2Config
+    backbone_config: PreTrainedConfig  # the encoder's: Dinov2Config, Dinov2WithRegistersConfig or DINOv3ViTConfig
+    config: SimoConfig | PreTrainedConfig
     reader: TensorReader
     encoder: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     heads: list[str] = field(default_factory=list)
@@ -171,26 +172,27 @@ class Checkpoint:
         self.reader.close()
 
 
-def read_config(path: Path, source: str) -> SimoConfig | Dinov2Config:
+def read_config(path: Path, source: str) -> SimoConfig | PreTrainedConfig:
+    """A SimoModel's config, or a bare encoder's (any family of `hf_simo.encoder_families`); else an error."""
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise CheckpointError(f"{source} has no config.json; expected a Dinov2 or SimoModel checkpoint folder")
+        raise CheckpointError(f"{source} has no config.json; expected an encoder or SimoModel checkpoint folder")
     try:
         model_type = json.loads(config_file.read_text()).get("model_type")
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{source}: config.json is not valid JSON ({err})") from err
     if model_type == "simo":
         return SimoConfig.from_pretrained(path)
-    if model_type == "dinov2":
-        return Dinov2Config.from_pretrained(path)
+    if model_type in ENCODER_FAMILIES:
+        return encoder_family(model_type).config_cls().from_pretrained(path)
     raise CheckpointError(
-        f"{source} is a {model_type!r} checkpoint; merging needs Dinov2 encoders (model_type 'dinov2') and SimoModel "
-        "task checkpoints (model_type 'simo')"
+        f"{source} is a {model_type!r} checkpoint; merging needs encoders (model_type "
+        f"{', '.join(repr(t) for t in ENCODER_FAMILIES)}) and SimoModel task checkpoints (model_type 'simo')"
     )
 
 
 def split_keys(
-    reader: TensorReader, config: SimoConfig | Dinov2Config, source: str, role: str
+    reader: TensorReader, config: SimoConfig | PreTrainedConfig, source: str, role: str
 ) -> tuple[dict[str, tuple[str, int | None]], list[str]]:
     keys = reader.keys()
     if config.model_type == "simo" or any(k.startswith("dinov2.") for k in keys):
@@ -214,7 +216,7 @@ def split_keys(
                 raise CheckpointError(f"{source}: two stored tensors map to encoder tensor {canonical!r}")
             encoder[canonical] = (raw, chunk)
     if not encoder:
-        raise CheckpointError(f"{source} has no encoder weights (expected Dinov2 tensors such as 'embeddings.*')")
+        raise CheckpointError(f"{source} has no encoder weights (expected encoder tensors such as 'embeddings.*')")
     return encoder, heads
 
 
@@ -235,7 +237,7 @@ def open_checkpoint(
 ) -> Checkpoint:
     """Resolve a source (Hub id, folder or model), read its config and weight headers; no weight is loaded.
 
-    transformers checkpoints (DPT-DINOv2, Depth Anything v1/v2, Dinov2Model/Backbone) are imported through
+    transformers checkpoints (DPT-DINOv2, Depth Anything v1/v2, bare encoders of every family) are imported through
     `hf_simo.interop` (chosen from config.json); `task` names the task an imported task model becomes.
     """
     hub = hub or HubOptions()
@@ -277,12 +279,12 @@ def open_checkpoint(
                 reader.close()
                 raise
     backbone = config.backbone_config if config.model_type == "simo" else config
-    if config.model_type not in ("simo", "dinov2"):
-        raise CheckpointError(f"{name} is a {config.model_type!r} model; merging needs Dinov2/SimoModel checkpoints")
+    if config.model_type != "simo" and config.model_type not in ENCODER_FAMILIES:
+        raise CheckpointError(f"{name} is a {config.model_type!r} model; merging needs encoder/SimoModel checkpoints")
     if role == "task" and config.model_type != "simo":
         raise CheckpointError(
-            f"{name} is a plain Dinov2 encoder without task heads; task checkpoints must be SimoModel checkpoints "
-            "(model_type 'simo') holding the head fine-tuned with the encoder"
+            f"{name} is a plain {config.model_type} encoder without task heads; task checkpoints must be SimoModel "
+            "checkpoints (model_type 'simo') holding the head fine-tuned with the encoder"
         )
     checkpoint = Checkpoint(
         role=role,
@@ -335,6 +337,9 @@ def base_from_tasks(tasks: Iterable[Checkpoint]) -> tuple[str, str | None]:
         sizes = {"384": "small", "768": "base", "1024": "large", "1536": "giant"}
         hidden = str(checkpoints[0].backbone_config.hidden_size) if checkpoints else ""
         suggestion = f"facebook/dinov2-{sizes[hidden]}" if hidden in sizes else "facebook/dinov2-base"
+        family = checkpoints[0].backbone_config.model_type if checkpoints else "dinov2"
+        if family != "dinov2":
+            suggestion = f"<the {family} encoder they were fine-tuned from>"
         imported = [c.describe() for c in checkpoints if c.format is not None]
         note = f" ({', '.join(imported)}: transformers checkpoints record no base)" if imported else ""
         raise CheckpointError(
