@@ -36,6 +36,8 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "pixel_accuracy": True,
     "abs_err": False,
     "rel_err": False,
+    "ssi_abs_err": False,
+    "ssi_rel_err": False,
     "mean_angle": False,
     "median_angle": False,
     "within_11.25": True,
@@ -47,6 +49,8 @@ METRIC_LABELS: dict[str, str] = {
     "pixel_accuracy": "pixel acc.",
     "abs_err": "aErr.",
     "rel_err": "rErr.",
+    "ssi_abs_err": "SSI aErr.",
+    "ssi_rel_err": "SSI rErr.",
     "mean_angle": "mDist.",
     "median_angle": "median dist.",
 }
@@ -179,6 +183,63 @@ class RegressionMetric(TaskMetric):
         }
 
 
+class ScaleShiftInvariantMetric(RegressionMetric):
+    """The disparity metrics: absolute and relative error after aligning each image's prediction to its labels by
+    least squares (MiDaS / Depth Anything's evaluation of affine-invariant inverse depth), plus the raw ones.
+
+    Per image, over its valid pixels, the scale s and shift t minimising Σ(s·p + t − y)² (closed form, float64);
+    `ssi_abs_err` is the mean |s·p + t − y| and `ssi_rel_err` (AbsRel) the mean |s·p + t − y| / |y| (where y ≠ 0)
+    over every valid pixel of the data set, as `abs_err` / `rel_err` (the unaligned errors, also reported: what
+    disparity checkpoints written before this metric name as their primary one). An image whose prediction is
+    constant over its valid pixels gets s = 0, t = mean(y) (every least-squares solution predicts that); an image
+    with no valid pixel adds nothing. The alignment is per image, so the states are sums and stream exactly.
+    """
+
+    def _init_states(self):
+        states = super()._init_states()
+        states.update({f"ssi_{key}": torch.zeros_like(value) for key, value in states.items()})
+        return states
+
+    @torch.no_grad()
+    def update(self, prediction: torch.Tensor, labels: torch.Tensor) -> None:
+        super().update(prediction, labels)
+        labels = labels.unsqueeze(1) if labels.ndim == 3 else labels
+        valid = valid_mask(self.spec, labels)
+        aligned = align_scale_and_shift(prediction, labels, valid)
+        mask = valid.unsqueeze(1).expand_as(labels)
+        target = labels.double()[mask]
+        err = (aligned[mask] - target).abs()
+        nonzero = target != 0
+        self.states["ssi_abs_sum"] += err.sum().to(self.device)
+        self.states["ssi_count"] += torch.tensor(err.numel(), device=self.device)
+        self.states["ssi_rel_sum"] += (err[nonzero] / target[nonzero].abs()).sum().to(self.device)
+        self.states["ssi_rel_count"] += nonzero.sum().to(self.device)
+
+    def _compute(self, states, samples):
+        count, rel_count = states["ssi_count"].item(), states["ssi_rel_count"].item()
+        return {
+            "ssi_abs_err": states["ssi_abs_sum"].item() / count if count else float("nan"),
+            "ssi_rel_err": states["ssi_rel_sum"].item() / rel_count if rel_count else float("nan"),
+            **super()._compute(states, samples),
+        }
+
+
+def align_scale_and_shift(prediction: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`prediction` (B, 1, H, W) mapped to s·p + t per image, (s, t) the least-squares fit to `labels` over `mask`
+    (B, H, W), in float64 (centred sums: no cancellation for large disparities)."""
+    pred, target = prediction.double(), labels.double()
+    weight = mask.unsqueeze(1).to(pred.dtype)
+    count = weight.sum(dim=(1, 2, 3), keepdim=True)
+    total = count.clamp(min=1)
+    pred_mean = (pred * weight).sum(dim=(1, 2, 3), keepdim=True) / total
+    target_mean = (target * weight).sum(dim=(1, 2, 3), keepdim=True) / total
+    centred = (pred - pred_mean) * weight
+    variance = (centred * centred).sum(dim=(1, 2, 3), keepdim=True)
+    covariance = (centred * (target - target_mean)).sum(dim=(1, 2, 3), keepdim=True)
+    scale = torch.where(variance > 0, covariance / variance.clamp(min=torch.finfo(pred.dtype).tiny), 0.0)
+    return scale * (pred - pred_mean) + target_mean
+
+
 class NormalsMetric(TaskMetric):
     """Angular error in degrees (mean, median, % within 11.25°/22.5°/30°) and absolute error, over valid pixels.
 
@@ -240,6 +301,8 @@ def metric_for(spec: TaskSpec, device: torch.device | str | None = None) -> Task
         return SegmentationMetric(spec, device)
     if spec.kind == "surface_normals":
         return NormalsMetric(spec, device)
+    if spec.kind == "disparity":
+        return ScaleShiftInvariantMetric(spec, device)
     return RegressionMetric(spec, device)
 
 
@@ -413,8 +476,10 @@ __all__ = [
     "MultiTaskMetrics",
     "NormalsMetric",
     "RegressionMetric",
+    "ScaleShiftInvariantMetric",
     "SegmentationMetric",
     "TaskMetric",
+    "align_scale_and_shift",
     "delta_mtl",
     "format_metric",
     "gather_values",
