@@ -31,7 +31,10 @@ def imported_model_state(
     here (a bare encoder has no task: use `SimoModel.from_backbone`)."""
     plan = import_plan(path, task, source)
     if plan is None:
-        raise CheckpointError(f"{source} is a SimoModel checkpoint; load it without task= (tasks= selects heads)")
+        raise CheckpointError(
+            f"{source} is a SimoModel checkpoint, whose tasks have their names: load it without task= / --task "
+            "(tasks= / --tasks selects some of them)"
+        )
     if not plan.tasks:
         raise CheckpointError(
             f"{source} is a bare encoder ({plan.source_class.__name__}) with no task to import; build a model on it "

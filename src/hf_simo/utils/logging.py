@@ -251,8 +251,11 @@ class CommonArguments:
 
 def _hub_tqdm():
     """huggingface_hub's tqdm module, which holds the per-group on/off states (`huggingface_hub.utils.tqdm` is the
-    class; the module is only reachable through `sys.modules`)."""
-    return sys.modules["huggingface_hub.utils.tqdm"]
+    class; the module is only reachable through `sys.modules`). Imported here: `huggingface_hub.utils` loads it
+    lazily, so a fresh `hf-simo` process may not have it yet."""
+    import importlib
+
+    return importlib.import_module("huggingface_hub.utils.tqdm")
 
 
 __all__ = [
