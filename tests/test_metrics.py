@@ -415,5 +415,11 @@ def test_evaluate_module_loads_offline_and_agrees():
     d_pred, d_label = torch.rand(2, 1, 3, 3, generator=gen), torch.rand(2, 1, 3, 3, generator=gen)
     d_result = depth.compute(predictions=list(d_pred.numpy()), references=list(d_label.numpy()))
     assert math.isclose(d_result["abs_err"], (d_pred - d_label).abs().mean().item(), rel_tol=1e-6)
+    disparity = evaluate.load(EVALUATE_MODULE_PATH, "disparity")
+    batches = disparity_batches(7, batches=1)
+    pred, labels = batches[0]
+    result = disparity.compute(predictions=list(pred.numpy()), references=list(labels.numpy()))
+    for name, value in reference_ssi(batches).items():
+        assert math.isclose(result[name], value, rel_tol=1e-6), name
     with pytest.raises(KeyError, match="task kind"):
         evaluate.load(EVALUATE_MODULE_PATH, "classification")
