@@ -269,6 +269,7 @@ def test_cityscapes_values_splits_and_resize(tmp_path):
     assert list(specs) == ["segmentation", "part_segmentation", "disparity"]
     assert specs["segmentation"]["num_outputs"] == 19 and specs["part_segmentation"]["num_outputs"] == 10
     assert specs["disparity"]["kind"] == "disparity"
+    assert specs["disparity"]["metric"] == "abs_err"  # the paper's unaligned error (pixels), not the kind's SSI one
     _all_specs_valid(specs)
     test = [arrays[("val", i)] for i in range(3)]
     assert _match_rows(dd["test"], test) == [0, 1, 2]  # official val = paper test, in order

@@ -133,3 +133,27 @@ def test_bad_inputs_are_named(model, data):
     wrong["labels"]["segmentation"][wrong["labels"]["segmentation"] == 262] = 255  # keep the ignore index
     with pytest.raises(ValueError, match=r"labels for task 'segmentation' contain class id"):
         evaluate(model, [wrong])
+
+
+def test_a_disparity_checkpoint_written_before_ssi_keeps_its_stored_metric(data, tmp_path):
+    """Disparity specs stored with metric "abs_err" (the default before "ssi_abs_err") load and evaluate unchanged:
+    every disparity metric is still reported, and their primary value stays the unaligned error."""
+    import json
+
+    from transformers import Dinov2Config
+
+    torch.manual_seed(1)
+    config = SimoConfig(backbone_config=Dinov2Config(**TINY_ENCODER), tasks={"disparity": {"kind": "disparity"}})
+    SimoModel(config).save_pretrained(tmp_path / "old", model_card=False)
+    stored = json.loads((tmp_path / "old" / "config.json").read_text())
+    assert stored["tasks"]["disparity"]["metric"] == "ssi_abs_err"  # what a new checkpoint stores
+    stored["tasks"]["disparity"]["metric"] = "abs_err"  # what one written before stores
+    (tmp_path / "old" / "config.json").write_text(json.dumps(stored))
+    old, new = SimoModel.from_pretrained(tmp_path / "old"), SimoModel(config).eval()
+    assert old.config.get_task("disparity").metric == "abs_err"
+    split = data["validation"].rename_column("depth", "disparity")
+    results = evaluate_dataset(old, split, batch_size=4)
+    assert set(results["disparity"]) == {"ssi_abs_err", "ssi_rel_err", "abs_err", "rel_err"}
+    assert primary_values(old, results) == {"disparity": results["disparity"]["abs_err"]}
+    assert primary_values(new, results) == {"disparity": results["disparity"]["ssi_abs_err"]}
+    assert results["disparity"]["ssi_abs_err"] < results["disparity"]["abs_err"]

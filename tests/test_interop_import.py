@@ -205,3 +205,47 @@ def test_task_source_loads_native_and_imported_checkpoints(folders, tmp_path):
     native = SimoModel.from_task_source(tmp_path / "native", "ignored")
     assert native.task_names == ["depth"]
     assert all(torch.equal(v, imported.state_dict()[k]) for k, v in native.state_dict().items())
+
+
+@pytest.mark.parametrize("kind", ["da2", "da2_metric"])
+def test_evaluate_of_a_transformers_repo_names_its_task(folders, kind, tmp_path, capsys):
+    """`hf-simo evaluate REPO --task depth` imports the model as the task `depth` and scores the dataset's `depth`
+    column; the reference is transformers' own model on the same images, scored by the task kind's metric (relative
+    Depth Anything: a disparity task, scored after scale-and-shift alignment)."""
+    from hf_simo.cli import main
+    from hf_simo.data import load_data
+    from hf_simo.data.arguments import DataArguments
+    from hf_simo.metrics import metric_for
+    from hf_simo.processing import normalize_images
+
+    data = DataArguments(image_size=56, test_samples=5, validation_samples=2, dataset_cache_dir=str(tmp_path / "c"))
+    options = ["--image_size", "56", "--test_samples", "5", "--validation_samples", "2"]
+    options += ["--dataset_cache_dir", data.dataset_cache_dir, "--per_device_eval_batch_size", "2"]
+    output = tmp_path / "metrics.json"
+    argv = ["evaluate", str(folders[kind]), "--task", "depth", *options, "--output_file", str(output)]
+    assert main(argv) == 0
+    assert "| depth |" in capsys.readouterr().out
+    results = json.loads(output.read_text())["results"]
+
+    test = load_data(data, test_samples=5, train=False)["test"].with_format("torch")[:]
+    original = AutoModelForDepthEstimation.from_pretrained(folders[kind]).eval()
+    spec = SimoModel.from_pretrained(folders[kind], task="depth").config.get_task("depth")
+    metric = metric_for(spec)
+    with torch.no_grad():
+        prediction = original(pixel_values=normalize_images(test["image"].float())).predicted_depth
+    metric.update(prediction[:, None], test["depth"])
+    expected = metric.compute()
+    assert set(results["depth"]) == set(expected)
+    assert results["depth"] == pytest.approx(expected, rel=1e-5)
+    assert ("ssi_abs_err" in expected) == (kind == "da2") and spec.metric == (
+        "ssi_abs_err" if kind == "da2" else "abs_err"
+    )
+
+    assert main(["evaluate", str(folders[kind]), *options]) == 1  # no --task: the error names it
+    err = capsys.readouterr().err
+    assert "name the task it becomes" in err and "--task NAME (hf-simo evaluate)" in err
+    assert main(["evaluate", str(folders[kind]), "--task", "relative", *options]) == 1  # a column the data lacks
+    assert "the dataset has no labels for task(s) ['relative']; its columns are" in capsys.readouterr().err
+    SimoModel.from_pretrained(folders[kind], task="depth").save_pretrained(tmp_path / "native")
+    assert main(["evaluate", str(tmp_path / "native"), "--task", "depth", *options]) == 1
+    assert "is a SimoModel checkpoint" in capsys.readouterr().err  # whose tasks are named already: --tasks

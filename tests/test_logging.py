@@ -158,6 +158,20 @@ def test_common_arguments_disable_every_bar_and_set_the_level_then_restore():
     assert datasets.is_progress_bar_enabled() and "HF_DATASETS_DISABLE_PROGRESS_BARS" not in os.environ
 
 
+def test_common_arguments_apply_in_a_fresh_process():
+    """As a verb run from a shell does: nothing but the logging module imported (huggingface_hub loads its tqdm
+    module lazily)."""
+    code = """
+        from hf_simo.utils.logging import CommonArguments
+        for disable in (False, True):
+            with CommonArguments(disable_tqdm=disable).applied():
+                pass
+        print("ok")
+    """
+    result = _run(code)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
 def test_common_arguments_default_level_is_info_or_the_environment(monkeypatch):
     monkeypatch.delenv("HF_SIMO_VERBOSITY", raising=False)
     assert CommonArguments().level == logging.INFO

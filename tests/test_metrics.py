@@ -25,6 +25,7 @@ SPECS = tiny_config(
         "seg": {"kind": "semantic_segmentation", "num_outputs": 3},
         "depth": {"kind": "depth"},
         "normals": {"kind": "surface_normals"},
+        "disparity": {"kind": "disparity"},
     }
 ).task_specs
 
@@ -70,6 +71,76 @@ def test_depth_abs_and_rel_error_by_hand():
     # valid pixels: (2 vs 1), (4 vs 5), (1 vs 1): errors 1, 1, 0
     assert math.isclose(result["abs_err"], 2 / 3)
     assert math.isclose(result["rel_err"], (1 / 2 + 1 / 4 + 0) / 3)
+
+
+def reference_ssi(batches, invalid_value=0.0) -> dict[str, float]:
+    """numpy: per image, `np.linalg.lstsq` of [p, 1] on the labels over its valid pixels, then the mean absolute /
+    relative error of the aligned prediction over every valid pixel, and the unaligned ones."""
+    aligned_err, raw_err, targets = [], [], []
+    for pred, labels in batches:
+        for p, y in zip(pred[:, 0].numpy().astype(np.float64), labels[:, 0].numpy().astype(np.float64)):
+            valid = y != invalid_value
+            if not valid.any():
+                continue
+            design = np.stack([p[valid], np.ones(valid.sum())], axis=1)
+            solution = np.linalg.lstsq(design, y[valid], rcond=None)[0]
+            aligned_err.append(np.abs(design @ solution - y[valid]))
+            raw_err.append(np.abs(p[valid] - y[valid]))
+            targets.append(y[valid])
+    aligned, raw, y = (np.concatenate(v) for v in (aligned_err, raw_err, targets))
+    nonzero = y != 0
+    return {
+        "ssi_abs_err": aligned.mean(),
+        "ssi_rel_err": (aligned[nonzero] / np.abs(y[nonzero])).mean(),
+        "abs_err": raw.mean(),
+        "rel_err": (raw[nonzero] / np.abs(y[nonzero])).mean(),
+    }
+
+
+def disparity_batches(seed: int, batches: int = 3):
+    """Batches of (3, 1, 5, 7) disparities with invalid (0) pixels, an image with no valid pixel, one with a single
+    valid pixel and one whose prediction is constant (rank-deficient fits)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for index in range(batches):
+        labels = torch.rand(3, 1, 5, 7, generator=gen) * 40 + 1
+        labels[torch.rand(3, 1, 5, 7, generator=gen) < 0.3] = 0.0
+        pred = torch.rand(3, 1, 5, 7, generator=gen) * 3 - 1
+        if index == 0:
+            labels[0] = 0.0
+            labels[1] = 0.0
+            labels[1, 0, 2, 3] = 7.0
+        if index == 1:
+            pred[2] = 0.25
+        out.append((pred, labels))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_scale_and_shift_invariant_error_is_numpys_per_image_lstsq(seed):
+    batches = disparity_batches(seed)
+    metric = metric_for(SPECS["disparity"])
+    for pred, labels in batches:
+        metric.update(pred, labels)
+    result, expected = metric.compute(), reference_ssi(batches)
+    assert result.keys() == expected.keys()
+    for name, value in expected.items():
+        assert math.isclose(result[name], value, rel_tol=1e-9), name
+    assert result["ssi_abs_err"] < result["abs_err"]  # the alignment is a least-squares improvement over (1, 0)
+    assert SPECS["disparity"].metric == "ssi_abs_err"
+
+
+def test_affine_transform_of_the_ground_truth_scores_zero():
+    (pred, labels), *_ = disparity_batches(5)
+    labels[0, 0, 0, 0] = 3.0  # every image has valid pixels
+    noise = torch.randn(pred.shape, generator=torch.Generator().manual_seed(1)) * 100
+    for scale, shift in ((2.5, -4.0), (-0.01, 7.0), (1e3, 0.0)):
+        prediction = torch.where(labels != 0, labels.double() * scale + shift, noise)  # invalid pixels: anything
+        metric = metric_for(SPECS["disparity"])
+        metric.update(prediction, labels)
+        result = metric.compute()
+        assert result["ssi_abs_err"] < 1e-9 and result["ssi_rel_err"] < 1e-10, (scale, shift)
+        assert result["abs_err"] > 1.0
 
 
 def test_normals_angles_by_hand():
@@ -230,11 +301,13 @@ def test_streaming_is_independent_of_batching_and_sharding():
         "seg": torch.randn(6, 3, 4, 4, generator=gen),
         "depth": torch.rand(6, 1, 4, 4, generator=gen),
         "normals": torch.randn(6, 3, 4, 4, generator=gen),
+        "disparity": torch.rand(6, 1, 4, 4, generator=gen),
     }
     labels = {
         "seg": torch.randint(0, 3, (6, 4, 4), generator=gen),
         "depth": torch.rand(6, 1, 4, 4, generator=gen),
         "normals": F.normalize(torch.randn(6, 3, 4, 4, generator=gen), dim=1),
+        "disparity": torch.rand(6, 1, 4, 4, generator=gen) * (torch.rand(6, 1, 4, 4, generator=gen) > 0.2),
     }
     whole = MultiTaskMetrics(SPECS)
     whole.update(preds, labels)
@@ -260,6 +333,7 @@ def test_streaming_is_independent_of_batching_and_sharding():
         "seg": expected["seg"]["miou"],
         "depth": expected["depth"]["abs_err"],
         "normals": expected["normals"]["mean_angle"],
+        "disparity": expected["disparity"]["ssi_abs_err"],
     }
 
 
@@ -341,5 +415,11 @@ def test_evaluate_module_loads_offline_and_agrees():
     d_pred, d_label = torch.rand(2, 1, 3, 3, generator=gen), torch.rand(2, 1, 3, 3, generator=gen)
     d_result = depth.compute(predictions=list(d_pred.numpy()), references=list(d_label.numpy()))
     assert math.isclose(d_result["abs_err"], (d_pred - d_label).abs().mean().item(), rel_tol=1e-6)
+    disparity = evaluate.load(EVALUATE_MODULE_PATH, "disparity")
+    batches = disparity_batches(7, batches=1)
+    pred, labels = batches[0]
+    result = disparity.compute(predictions=list(pred.numpy()), references=list(labels.numpy()))
+    for name, value in reference_ssi(batches).items():
+        assert math.isclose(result[name], value, rel_tol=1e-6), name
     with pytest.raises(KeyError, match="task kind"):
         evaluate.load(EVALUATE_MODULE_PATH, "classification")

@@ -125,6 +125,7 @@ def test_every_option_of_evaluate_reaches_the_evaluation(evaluate_spies, tmp_pat
         "model_name_or_path": ([], lambda c: c["model"]["name"] == "org/model" and c["evaluate"]["dataset"] == "TEST"),
         "model_revision": (["--model_revision", "v2"], lambda c: c["model"]["revision"] == "v2"),
         "tasks": (["--tasks", "depth", "normals"], lambda c: c["model"]["tasks"] == ["depth", "normals"]),
+        "task": (["--task", "depth"], lambda c: c["model"]["task"] == "depth"),  # a transformers MODEL's task
         "split": (["--split", "validation"], lambda c: c["evaluate"]["dataset"] == "VALIDATION"),
         "per_device_eval_batch_size": (
             ["--per_device_eval_batch_size", "3"],

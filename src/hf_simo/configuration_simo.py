@@ -23,7 +23,7 @@ from .errors import TaskSpecError
 TASK_KINDS = ("semantic_segmentation", "depth", "disparity", "surface_normals", "regression")
 HEAD_TYPES = ("linear", "dpt", "depth_anything")
 LOSSES = ("cross_entropy", "l1", "cosine")
-METRICS = ("miou", "pixel_accuracy", "abs_err", "rel_err", "mean_angle", "median_angle")
+METRICS = ("miou", "pixel_accuracy", "abs_err", "rel_err", "ssi_abs_err", "ssi_rel_err", "mean_angle", "median_angle")
 
 # Per kind: default loss, default (primary) metric, losses and metrics that make sense for it.
 _KIND_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -34,7 +34,15 @@ _KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "metrics": ("miou", "pixel_accuracy"),
     },
     "depth": {"loss": "l1", "metric": "abs_err", "losses": ("l1",), "metrics": ("abs_err", "rel_err")},
-    "disparity": {"loss": "l1", "metric": "abs_err", "losses": ("l1",), "metrics": ("abs_err", "rel_err")},
+    # affine-invariant inverse depth (relative Depth Anything): scored after a per-image scale-and-shift alignment;
+    # a disparity known in absolute units (Cityscapes, the paper's aErr.) names metric "abs_err", as do checkpoints
+    # written before the default changed (a stored metric is kept as is)
+    "disparity": {
+        "loss": "l1",
+        "metric": "ssi_abs_err",
+        "losses": ("l1",),
+        "metrics": ("ssi_abs_err", "ssi_rel_err", "abs_err", "rel_err"),
+    },
     "surface_normals": {
         "loss": "cosine",
         "metric": "mean_angle",
@@ -103,7 +111,10 @@ class TaskSpec:
         invalid_value: a pixel is excluded when *all* its label channels equal this value (regression kinds);
             `None` means every pixel is valid.
         loss: `cross_entropy`, `l1` or `cosine` (default per kind).
-        metric: primary metric for normalized performance (default per kind).
+        metric: primary metric for normalized performance (default per kind: `miou`, `abs_err`, and for
+            `disparity` `ssi_abs_err`, the error after aligning each image's prediction by least-squares scale and
+            shift, as affine-invariant models such as relative Depth Anything are scored; `abs_err` scores a
+            disparity in absolute units, and is what disparity specs stored before this default keep).
         head: `linear` (DINOv2 linear evaluation head), `dpt` (transformers' DPT neck and head) or `depth_anything`
             (transformers' Depth Anything neck and head; depth/disparity only).
         head_options: options of the head type (see `HEAD_OPTIONS`).

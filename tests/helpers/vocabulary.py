@@ -724,6 +724,12 @@ NEW_OPTIONS = [
         "HubOptions on hf-simo export",
         "export reads MODEL from the Hub",
     ),
+    (
+        "--task",
+        "EvaluateArguments",
+        "hf-simo evaluate of a transformers DPT-DINOv2 / Depth Anything MODEL: the task it is imported as, and the "
+        "dataset column it is scored on (a task *name*, as in finetune and export)",
+    ),
 ]
 
 

@@ -1,6 +1,10 @@
 """`hf-simo evaluate MODEL`: metrics of a SimoModel on a dataset split (`hf_simo.evaluation.evaluate_dataset`).
 
     hf-simo evaluate org/nyuv2-ta-realigned --dataset nyuv2 --split test --output_file metrics.json
+    hf-simo evaluate depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf --task depth --dataset nyuv2
+
+MODEL may also be a transformers checkpoint hf_simo imports (DPT-DINOv2, Depth Anything; `hf_simo.interop`):
+`--task NAME` names the task it becomes, which is also the dataset column it is scored on.
 
 Options: `EvaluateArguments` (below), `hf_simo.data.DataArguments` (which dataset, how large its splits are),
 `hf_simo.hub.HubOptions` (how a Hub model is read) and the common ``--log_level``/``--disable_tqdm``/``--debug``.
@@ -20,9 +24,17 @@ from .runner import EXIT_OK, Command
 class EvaluateArguments:
     """The model evaluated, which split, and where the metrics go."""
 
-    model_name_or_path: str = option(help="SimoModel folder or Hub repo id (positional: MODEL).")
+    model_name_or_path: str = option(
+        help="SimoModel, or transformers DPT-DINOv2 / Depth Anything model (with --task): folder or Hub repo id "
+        "(positional: MODEL)."
+    )
     model_revision: str | None = option(None, "Branch, tag or commit of a Hub MODEL.")
-    tasks: list[str] | None = option(None, "Evaluate only these tasks (default: every task of the model).")
+    tasks: list[str] | None = option(None, "Evaluate only these tasks of a SimoModel (default: every task).")
+    task: str | None = option(
+        None,
+        "The task a transformers MODEL (DPT-DINOv2, Depth Anything) is imported as, and the dataset column it is "
+        "scored on; required for such a MODEL (a SimoModel names its own tasks: --tasks).",
+    )
     split: str = option("test", "Dataset split to evaluate (test, validation, ...).")
     per_device_eval_batch_size: int = option(64, "Evaluation batch size.")
     output_file: str | None = option(None, "Also write the metrics as JSON to this file (hf-simo card --results).")
@@ -53,10 +65,11 @@ def run(evaluate: EvaluateArguments, data: DataArguments, hub: HubOptions) -> in
     from ..metrics import format_metric
     from ..modeling_simo import SimoModel
 
-    model = SimoModel.from_pretrained(
+    model = SimoModel.from_pretrained(  # a transformers checkpoint is imported as the task --task names
         evaluate.model_name_or_path,
         revision=evaluate.model_revision,
         tasks=evaluate.tasks,
+        task=evaluate.task,
         **hub.model_kwargs(),
     ).eval()
     loaded = load_data(data, test_samples=data.test_samples, train=False)

@@ -106,7 +106,8 @@ DATASET_SPECS: dict[str, dict[str, dict[str, Any]]] = {
     "cityscapes_real": {
         "segmentation": _segmentation(CITYSCAPES_CLASS_NAMES),
         "part_segmentation": _segmentation(CITYSCAPES_PART_NAMES),
-        "disparity": {"kind": "disparity", "num_outputs": 1, "invalid_value": 0.0},
+        # the paper scores Cityscapes disparity (in pixels) by its absolute error, unaligned
+        "disparity": {"kind": "disparity", "num_outputs": 1, "invalid_value": 0.0, "metric": "abs_err"},
     },
     "taskonomy_real": _TASKONOMY_SPECS,
 }

@@ -8,7 +8,9 @@ target importer's name map applied backwards, so import -> export gives back eve
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from ..atomic import atomic_folder
 from ..errors import UnknownTaskError, UnsupportedExportError
 from ..utils.logging import get_logger
 from .exporters import depth_anything, dpt
+from .loading import PREPROCESSOR_NAME
 from .plan import Exporter
 
 
@@ -79,24 +82,53 @@ def export_state(model: Any, task: str) -> tuple[torch.nn.Module, Exporter]:
     return target.eval(), exporter
 
 
+def source_preprocessor(config: Any, task: str) -> dict[str, Any] | None:
+    """The `preprocessor_config.json` the imported source of `task` shipped, as recorded at import
+    (`config.sources[task]["preprocessor_config"]`); None for a task hf_simo trained or a source without one."""
+    record = (getattr(config, "sources", None) or {}).get(task) or {}
+    data = record.get("preprocessor_config") if isinstance(record, Mapping) else None
+    return dict(data) if isinstance(data, Mapping) else None
+
+
 def export_task(
     model: Any, task: str, output_dir: str | os.PathLike, *, image_processor: Any = None, overwrite: bool = False
 ) -> Path:
-    """Write `task` of `model` as a transformers checkpoint folder (config.json, model.safetensors, a plain
-    `DPTImageProcessor`), atomically; refusals come before anything is written."""
+    """Write `task` of `model` as a transformers checkpoint folder (config.json, model.safetensors,
+    preprocessor_config.json), atomically; refusals come before anything is written.
+
+    The processor written: `image_processor`'s settings as a plain `DPTImageProcessor` when given; else the
+    `preprocessor_config.json` of the task's imported source, as it was (import -> export gives it back); else one
+    made from the model's encoder config (its `image_size` and `patch_size`, ImageNet normalisation:
+    `make_image_processor`). No `Simo*` class is written: the folder loads without hf_simo.
+    """
     from transformers import DPTImageProcessorPil
 
     from ..image_processing_simo import make_image_processor
 
     target, exporter = export_state(model, task)
-    processor = image_processor or make_image_processor(model.config)
-    settings = {k: v for k, v in processor.to_dict().items() if not k.startswith(("image_processor_type", "_"))}
-    plain = DPTImageProcessorPil(**settings)  # no Simo* class: the folder loads without hf_simo
+    recorded = None if image_processor is not None else source_preprocessor(model.config, task)
+    plain = None
+    if recorded is None:
+        processor = image_processor or make_image_processor(model.config)
+        settings = {k: v for k, v in processor.to_dict().items() if not k.startswith(("image_processor_type", "_"))}
+        plain = DPTImageProcessorPil(**settings)
     with atomic_folder(output_dir, overwrite=overwrite) as folder:
         target.save_pretrained(folder)
-        plain.save_pretrained(folder)
+        if plain is None:
+            text = json.dumps(recorded, indent=2, sort_keys=True) + "\n"
+            (Path(folder) / PREPROCESSOR_NAME).write_text(text, encoding="utf-8")
+        else:
+            plain.save_pretrained(folder)
     logger.info("exported task %r as %s to %s", task, exporter.target_class.__name__, output_dir)
     return Path(output_dir)
 
 
-__all__ = ["EXPORTERS", "EXPORTER_MODULES", "EXTENSION_POINT", "check_exportable", "export_state", "export_task"]
+__all__ = [
+    "EXPORTERS",
+    "EXPORTER_MODULES",
+    "EXTENSION_POINT",
+    "check_exportable",
+    "export_state",
+    "export_task",
+    "source_preprocessor",
+]

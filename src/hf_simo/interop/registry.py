@@ -68,8 +68,10 @@ def import_plan(path: Path, task: str | None, source: str) -> ImportPlan | None:
         return None
     if task is None and importer.name != "encoder":
         raise CheckpointError(
-            f"{source} is a {importer.summary} checkpoint; name the task it becomes: task='depth' in Python, "
-            f"NAME={source.split('@')[0]} on the command line (e.g. --task_checkpoints depth=...)"
+            f"{source} is a transformers checkpoint ({importer.summary}); name the task it becomes: task='depth' in "
+            "Python; on the "
+            f"command line --task NAME (hf-simo evaluate) or NAME={source.split('@')[0]} in "
+            "--task_checkpoints (merge, realign, relationships)"
         )
     return importer.plan(AutoConfig.from_pretrained(path), task or "", source)
 

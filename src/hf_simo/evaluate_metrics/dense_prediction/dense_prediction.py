@@ -24,14 +24,18 @@ from hf_simo.metrics import metric_for
 
 _KINDS = ("semantic_segmentation", "depth", "disparity", "surface_normals", "regression")
 
-_DESCRIPTION = "Dense-prediction metrics of hf_simo: mIoU/pixel accuracy, absolute/relative error, angular error."
+_DESCRIPTION = (
+    "Dense-prediction metrics of hf_simo: mIoU/pixel accuracy, absolute/relative error (scale-and-shift-invariant for "
+    "disparity), angular error."
+)
 _KWARGS_DESCRIPTION = """
 Args:
     predictions: class-id maps (H, W) for semantic_segmentation, (C, H, W) arrays otherwise.
     references: labels in the same layout; invalid pixels carry ignore_index / invalid_value.
     num_outputs, ignore_index, invalid_value: as in hf_simo.TaskSpec (defaults per kind).
 Returns:
-    a dict of metric name -> value (e.g. miou, pixel_accuracy; abs_err, rel_err; mean_angle, median_angle, ...).
+    a dict of metric name -> value (e.g. miou, pixel_accuracy; abs_err, rel_err; for disparity also ssi_abs_err,
+    ssi_rel_err, after per-image scale-and-shift alignment; mean_angle, median_angle, ...).
 """
 
 

@@ -55,14 +55,15 @@ def saved_names(config: SimoConfig, shapes: Mapping[str, tuple[int, ...]]) -> di
     return names
 
 
-def write_preprocessor(sources: MergeSources, folder: Path) -> None:
-    """The image processor the heads were trained with (the first task's), else the default one."""
+def write_preprocessor(sources: MergeSources, folder: Path, config: SimoConfig | None = None) -> None:
+    """The image processor the heads were trained with (the first task's), else one made for the merged model's
+    encoder (`config`: its image and patch size; DINOv2's 518 / 14 without it)."""
     found = []
     for checkpoint in sources.tasks:
         if checkpoint.path is not None and (checkpoint.path / PREPROCESSOR_NAME).is_file():
             found.append((checkpoint, json.loads((checkpoint.path / PREPROCESSOR_NAME).read_text())))
     if not found:
-        make_image_processor().save_pretrained(folder)
+        make_image_processor(config).save_pretrained(folder)
         return
     first, reference = found[0]
     for other, data in found[1:]:
@@ -106,7 +107,7 @@ def write_merged_folder(
             writer.abort()
             raise
         config.save_pretrained(temporary)
-        write_preprocessor(sources, temporary)
+        write_preprocessor(sources, temporary, config)
         write_model_card(temporary, config)
 
 
