@@ -266,7 +266,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     files += plot_combinations(
         combinations,
         figures / "combinations",
-        title=f"Task Arithmetic on every k-task combination, embedded {args.dataset} (test split)",
+        title=f"Task Arithmetic on every k-task combination\nembedded {args.dataset}, test split",
     )
     timed("task combinations (Figure 1)", t0)
 
