@@ -403,14 +403,19 @@ def test_layer_ids_follow_beit_and_dinov2():
     assert encoder_layer_id("heads.depth.conv.weight", 12) is None
 
 
-def test_default_learning_rates_keep_one_group_per_decay_kind():
-    from hf_simo.training.arguments import FinetuneArguments, RunArguments
+def test_default_learning_rates_decay_layer_wise_and_one_rate_is_one_group():
+    from hf_simo.training.arguments import FinetuneArguments, MTLArguments, RunArguments
     from hf_simo.training.finetune import two_stages
 
-    stages = two_stages(FinetuneArguments(), RunArguments())
+    # the defaults chosen on validation (benchmarks/lr_sweep.py): the heads' rate for the encoder, decay 0.75
+    for arguments in (FinetuneArguments(), MTLArguments()):
+        assert arguments.layer_decay == 0.75 and arguments.stage2_encoder_learning_rate is None
+        stages = two_stages(arguments, RunArguments())
+        assert callable(stages[1].trainable) and stages[1].learning_rate == 2e-3  # layer-wise groups
+    stages = two_stages(FinetuneArguments(layer_decay=1.0), RunArguments())
     assert stages[1].trainable == [""] and stages[1].learning_rate == 2e-3
-    same = two_stages(FinetuneArguments(stage2_encoder_learning_rate=2e-3), RunArguments())
-    assert same[1].trainable == [""]  # the same rate as the heads: the default behaviour, bit for bit
+    same = two_stages(FinetuneArguments(layer_decay=1.0, stage2_encoder_learning_rate=2e-3), RunArguments())
+    assert same[1].trainable == [""]  # the same rate as the heads and no decay: one group, bit for bit
 
 
 def test_bad_learning_rate_options_are_refused(assets, tmp_path):
