@@ -39,6 +39,12 @@ def main() -> None:
         "(stage 1 up to 5 epochs, stage 2 up to 20 single-task / 40 MTL epochs, patience 3) instead of the demo's "
         "short budget",
     )
+    parser.add_argument(
+        "--summarize",
+        action="store_true",
+        help="only read the finished seeds' folders under --output-root (results.json) and print the tables, e.g. "
+        "after running the seeds as separate processes side by side",
+    )
     args = parser.parse_args()
 
     import torch
@@ -51,6 +57,14 @@ def main() -> None:
 
     runs, walls = {}, {}
     for seed in args.seeds:
+        if args.summarize:
+            folder = Path(args.output_root) / f"seed{seed}"
+            runs[seed] = {
+                **json.loads((folder / "results.json").read_text()),
+                "table": (folder / "results.md").read_text(),
+            }
+            walls[seed] = runs[seed]["timings"]["total"]
+            continue
         start = time.perf_counter()
         budget = {"stage1_epochs": 5, "finetune_epochs": 20, "mtl_epochs": 40} if args.converged else {}
         runs[seed] = run_demo(
@@ -75,7 +89,8 @@ def main() -> None:
 
     print(
         f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; {datetime.date.today().isoformat()}; load average "
+        + (f"summarized from {args.output_root}; " if args.summarize else f"{torch.get_num_threads()} threads; ")
+        + f"{datetime.date.today().isoformat()}; load average "
         f"{os.getloadavg()[0]:.1f}; dataset {args.dataset}; seeds {args.seeds}.\n"
     )
     header = " | ".join(f"{t} [{METRIC_LABELS[metric_names[t]]}]" for t in tasks)
