@@ -128,7 +128,10 @@ def test_subsets_and_bad_input(setup):
         merge_combinations(model, base, vectors, [-0.5, 1.0], validation, VAL_BASE)
     with pytest.raises(KeyError, match="no head"):
         merge_combinations(model, base, {"edges": vectors["depth"]}, [1.0], validation, VAL_BASE)
-    with pytest.raises(KeyError, match="validation_baselines has no single-task value"):
+    with pytest.raises(
+        KeyError,
+        match=r"no single-task baseline for task\(s\) \['segmentation', 'normals'\]; validation_baselines has",
+    ):
         merge_combinations(model, base, vectors, [1.0], validation, {"depth": 0.5})
     with pytest.raises(ValueError, match="positive finite"):
         merge_combinations(model, base, vectors, [1.0], validation, {**VAL_BASE, "depth": math.nan})

@@ -4,7 +4,8 @@ normalized performance (eq. 1) of S's tasks measured on the test split. `Combina
 of the figure (`hf_simo.analysis.plots.plot_combinations` draws it).
 
 The merged encoder is written into one model's parameters per (S, α) instead of building 2^T − 1 models: the
-same weights `merge` would produce (float32 θ_0 + α·Σ τ), and the model is restored afterwards (also on error).
+same weights `merge` would produce (float32 θ_0 + α·Σ τ, Σ τ formed once per subset), and the model is restored
+afterwards (also on error).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..atomic import atomic_write_json
 from ..evaluation import check_batch, evaluate
 from ..metrics import normalized_performance
 from ..utils.logging import progress_bar
-from .sweep import check_encoder_state, reiterable_batches
+from .sweep import check_baselines, check_encoder_state, reiterable_batches, set_encoder_weights
 
 
 @dataclasses.dataclass
@@ -91,30 +92,13 @@ def task_subsets(tasks: Sequence[str], max_k: int | None = None) -> list[tuple[s
     return [subset for k in range(1, top + 1) for subset in itertools.combinations(tasks, k)]
 
 
-@torch.no_grad()
-def _set_merged(params, base, vectors, subset, alpha) -> None:
-    """θ = θ_0 + α·Σ_{t∈S} τ_t in float32, summed in the order of S, copied into the parameters."""
-    for name, param in params.items():
-        total = None
-        for task in subset:
-            tensor = vectors[task].get(name)
-            if tensor is not None:
-                total = tensor.clone() if total is None else total.add_(tensor)
-        value = base[name] if total is None or alpha == 0 else torch.add(base[name], total, alpha=alpha)
-        param.copy_(value)
-
-
-def _check_baselines(name: str, baselines: Mapping[str, float], tasks: Sequence[str]) -> dict[str, float]:
-    missing = [task for task in tasks if task not in baselines]
-    if missing:
-        raise KeyError(f"{name} has no single-task value for task(s) {missing}; it has {sorted(baselines)}")
-    out = {}
-    for task in tasks:
-        value = baselines[task]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name}[{task!r}] must be a positive finite metric value, got {value!r}")
-        out[task] = float(value)
-    return out
+def _sum_vectors(vectors: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Σ_t τ_t tensor by tensor, summed in the order given (a tensor only some vectors have sums over those)."""
+    total: dict[str, torch.Tensor] = {}
+    for vector in vectors:
+        for name, tensor in vector.items():
+            total[name] = tensor.clone() if name not in total else total[name].add_(tensor)
+    return total
 
 
 @torch.no_grad()
@@ -155,13 +139,13 @@ def merge_combinations(
     if max_k is not None and (isinstance(max_k, bool) or not isinstance(max_k, int) or max_k < 1):
         raise ValueError(f"max_k must be a positive integer or None, got {max_k!r}")
     metric_names = {t: model.config.tasks[t]["metric"] for t in tasks}
-    val_base = _check_baselines("validation_baselines", validation_baselines, tasks)
+    val_base = check_baselines(validation_baselines, metric_names, "validation_baselines")
     validation = reiterable_batches(validation)
     if test is None:
         test, test_base = validation, val_base
     else:
         test = reiterable_batches(test)
-        test_base = _check_baselines("test_baselines", test_baselines or {}, tasks)
+        test_base = check_baselines(test_baselines or {}, metric_names, "test_baselines")
     for name, batches in (("validation", validation), ("test", test)):
         first = next(iter(batches), None)
         if first is None:
@@ -186,9 +170,10 @@ def merge_combinations(
         model.eval()
         for subset in subsets:
             bar.set_postfix_str("+".join(subset))
+            summed = _sum_vectors([vectors[task] for task in subset])  # once per subset, scaled per α
             best_alpha, best_score = None, -math.inf
             for alpha in grid:
-                _set_merged(params, base, vectors, subset, alpha)
+                set_encoder_weights(params, base, summed, alpha)
                 values = evaluate(model, validation, list(subset))
                 primary = {t: values[t][metric_names[t]] for t in subset}
                 score = normalized_performance(primary, val_base, metric_names)
@@ -196,7 +181,7 @@ def merge_combinations(
                     best_alpha, best_score = alpha, score
                 bar.update(1)
             best_alpha = grid[0] if best_alpha is None else best_alpha
-            _set_merged(params, base, vectors, subset, best_alpha)
+            set_encoder_weights(params, base, summed, best_alpha)
             values = evaluate(model, test, list(subset))
             primary = {t: float(values[t][metric_names[t]]) for t in subset}
             entries.append(

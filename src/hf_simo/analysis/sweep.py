@@ -81,6 +81,20 @@ def reiterable_batches(batches: Iterable[Mapping[str, Any]]) -> Iterable[Mapping
     return batches
 
 
+def check_baselines(
+    baselines: Mapping[str, float], metric_names: Mapping[str, str], name: str = "baselines"
+) -> dict[str, float]:
+    """Every task of `metric_names` has a positive finite single-task value in `baselines` (the normalization)."""
+    missing = [task for task in metric_names if task not in baselines]
+    if missing:
+        raise KeyError(f"no single-task baseline for task(s) {missing}; {name} has {sorted(baselines)}")
+    for task, metric in metric_names.items():
+        value = baselines[task]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"the baseline of task {task!r} must be a positive finite {metric} value, got {value!r}")
+    return {task: float(baselines[task]) for task in metric_names}
+
+
 @torch.no_grad()
 def set_encoder_weights(
     params: Mapping[str, torch.nn.Parameter],
@@ -135,15 +149,7 @@ def sweep_task_vectors(
     if unknown:
         raise KeyError(f"task(s) {unknown} have no head in the model; it has tasks {model.task_names}")
     metric_names = {task: model.config.tasks[task]["metric"] for task in tasks}
-    missing = [task for task in tasks if task not in baselines]
-    if missing:
-        raise KeyError(f"no single-task baseline for task(s) {missing}; baselines has {sorted(baselines)}")
-    for task in tasks:
-        value = baselines[task]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValueError(
-                f"the baseline of task {task!r} must be a positive finite {metric_names[task]} value, got {value!r}"
-            )
+    check_baselines(baselines, metric_names)
 
     params = dict(model.dinov2.named_parameters())
     base = check_encoder_state("base_state", base_state, params, complete=True)
