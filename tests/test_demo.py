@@ -78,4 +78,6 @@ def test_demo_refuses_what_is_not_an_embedded_preset_or_a_head(tmp_path, capsys)
     assert "--dataset must be an embedded benchmark preset (nyuv2, taskonomy)" in err and "nyuv2_real" in err
     assert main(["demo", "--output_dir", str(tmp_path / "d"), "--head", "mlp"]) == 1
     assert "--head must be linear or dpt, got 'mlp'" in capsys.readouterr().err
+    assert main(["demo", "--output_dir", str(tmp_path / "d"), "--head", "dpt", "--head_options", "{fusion: 8"]) == 1
+    assert "--head_options must be a JSON object" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()  # refused before anything is written

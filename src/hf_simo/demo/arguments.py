@@ -13,7 +13,7 @@ from typing import Any
 
 from ..data.specs import BENCHMARK_PRESETS
 from ..errors import OptionError
-from ..utils.fields import option, require_positive
+from ..utils.fields import json_mapping, option, require_positive
 
 
 # the embedded presets' heads: linear for the NYUv2-like benchmark, DPT for the Taskonomy-like one (the paper's
@@ -86,6 +86,7 @@ class DemoArguments:
             raise OptionError(f"--head must be linear or dpt, got {self.head!r}")
         if self.head_options is None and self.head == "dpt":
             self.head_options = DPT_HEAD_OPTIONS
+        json_mapping(self.head_options, "--head_options")  # bad JSON fails here, before any data or training
         if self.mtl_epochs is None and isinstance(self.finetune_epochs, int):
             self.mtl_epochs = self.finetune_epochs * len(BENCHMARK_PRESETS[self.dataset])
         require_positive(
