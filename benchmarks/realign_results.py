@@ -1,6 +1,6 @@
 """The re-alignment result on the embedded benchmarks (issues 5 and 14), over independent seeds.
 
-    python benchmarks/realign_results.py                         # NYUv2-like, seeds 0 1 2, ~7 minutes each
+    python benchmarks/realign_results.py                         # NYUv2-like, seeds 0 1 2, ~15 minutes each
     python benchmarks/realign_results.py --dataset taskonomy     # the 5-task Taskonomy-like (Table 3, Figure 1)
     python benchmarks/realign_results.py --converged --seeds 0   # trained to a plateau, as the paper (slower)
     python benchmarks/realign_results.py --seeds 0 --output-root runs

@@ -29,7 +29,7 @@ class DemoArguments:
     output_dir: str = option("hf_simo_demo", "Where every model, table, plot and card is written.")
     dataset: str = option(
         "nyuv2",
-        "Embedded benchmark preset: nyuv2 (3 tasks, linear heads; about 7 minutes on 2 cores) or taskonomy "
+        "Embedded benchmark preset: nyuv2 (3 tasks, linear heads; about 15 minutes on 2 cores) or taskonomy "
         "(reconstruction, depth, normals, keypoints, edges with DPT heads: the analogue of Table 3 and Figure 1; "
         "over an hour on 2 cores, see benchmarks/RESULTS.md).",
     )
