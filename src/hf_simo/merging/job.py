@@ -2,18 +2,21 @@
 only through `Checkpoint.encoder_tensor`, the injected reader of `hf_simo.merging.io`).
 
 Only the encoder is merged; each task keeps its own head, copied unchanged. For each encoder tensor the base and each
-task's tensor are read, upcast to float32, turned into task vectors and combined by the method
-(`merge_methods.merge_task_vectors`), one task at a time. Nothing ever holds a whole checkpoint, or more than one
-tensor per task, so peak memory is a few tensors whatever the number of tasks.
+task's tensor are read (by one reader thread, a key ahead of the compute), upcast to float32, turned into task
+vectors and combined by the method (`merge_methods.merge_task_vectors`), one task at a time. Nothing ever holds a
+whole checkpoint, or more than two keys' tensors, so peak memory is a few tensors whatever the number of tasks.
 
-Methods whose statistics span the whole encoder take extra read-only passes first (`MergeJob.prepare`):
+Every method reads each input at most twice. Methods whose statistics span the whole encoder take a read-only pass
+first (`MergeJob.prepare`):
 
-- a global magnitude trim (TIES, magnitude pruning, and consensus/LiNeS on a TIES base) finds each task's exact
-  threshold with two radix-select passes (`select.StreamingKthValue`);
-- a global sign election (TIES) counts the elected signs in one more pass, for the majority sign that entries with
-  a zero sum receive;
-- LiNeS with an automatic alpha on a TIES base (or with per-layer coefficients) measures ||sum tau_t|| and
-  ||tau_MTL|| in one more pass.
+- a global magnitude trim (TIES, magnitude pruning, and consensus/LiNeS on a TIES base) histograms the top 16 bits
+  of every |tau_t| (radix select, `select.StreamingKthValue`); the merge pass then finishes each task's exact
+  threshold and the global sign count while it merges with provisional thresholds, and the few entries that depend
+  on the exact values are merged again and patched into the written tensors (`TwoReadMerge`);
+- LiNeS with an automatic alpha on a TIES base (the one method read four times: alpha scales every output, so the
+  norms come before the merge pass) takes the separate passes: radix 1/2, radix 2/2 + sign election (sharing one
+  read, `_radix_and_sign_pass`), ||sum tau_t|| and ||tau_MTL||, merge; so does a merge into a sink that cannot
+  rewrite a tensor (`search`), or one whose deferred entries would not fit `DEFER_BUDGET`.
 
 The first pass also checks every tensor for NaN/inf and measures each task's distance to the base
 (`checks.check_fine_tuned`); `check_merged`/`check_update` refuse a merged tensor that is not finite and a merged
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -62,12 +66,22 @@ DEFER_BUDGET = 0.25
 
 
 class TaskVectorsAt(Sequence):
-    """Task vectors of one encoder tensor, read from disk on each access (never all tasks at once)."""
+    """Task vectors of one encoder tensor: the first access of each task takes the tensor the reader thread
+    prefetched (`MergeJob._iterate`), a later one reads it from disk again unless `hold` keeps it."""
 
-    def __init__(self, job: MergeJob, key: str, base: torch.Tensor, validate: bool, hold: bool = False):
+    def __init__(
+        self,
+        job: MergeJob,
+        key: str,
+        base: torch.Tensor,
+        validate: bool,
+        hold: bool = False,
+        prefetched: list[torch.Tensor | None] | None = None,
+    ):
         self.job, self.key, self.base, self.validate = job, key, base, validate
         self._checked: set[int] = set()
         self._held: dict[int, torch.Tensor] | None = {} if hold else None
+        self._prefetched = prefetched
 
     def __len__(self) -> int:
         return len(self.job.tasks)
@@ -83,7 +97,12 @@ class TaskVectorsAt(Sequence):
 
     def _read(self, index: int) -> torch.Tensor:
         checkpoint = self.job.tasks[index]
-        finetuned = checkpoint.encoder_tensor(self.key).to(torch.float32)
+        stored = None
+        if self._prefetched is not None:
+            stored, self._prefetched[index] = self._prefetched[index], None
+        if stored is None:
+            stored = checkpoint.encoder_tensor(self.key)
+        finetuned = stored.to(torch.float32)
         first = self.validate and index not in self._checked
         if first:
             with serial_reductions():
@@ -132,8 +151,8 @@ class MergeJob:
         self._shares_sign_pass: bool | None = None  # False once the deferral budget refused it
         self.numel = sum(numel(self.base.encoder_info(key)[1]) for key in self.keys)
         self.relative_update: float | None = None
-        self._update_sq = 0.0
-        self._base_sq = 0.0
+        self._squares: dict[str, tuple[float, float]] = {}  # key -> (||θ − θ_0||², ||θ_0||²), summed in key order
+        self._two_reads: TwoReadMerge | None = None
 
     # ------------------------------------------------------------------ passes
 
@@ -146,22 +165,38 @@ class MergeJob:
     def _iterate(self, description: str, hold: bool = False) -> Iterator[tuple[str, TaskVectorsAt]]:
         validate = not self._validated
         bar = progress_bar(self.keys, desc=description, unit="tensor", leave=False)
-        for key in bar:
-            base = self.base.encoder_tensor(key).to(torch.float32)
-            if validate:
-                with serial_reductions():
-                    self.stats.add_base(self.base, key, base)
-            yield key, TaskVectorsAt(self, key, base, validate, hold)
+        # One reader thread reads the next key's tensors (base, then each task) while this one computes: reading
+        # overlaps compute, and at most two keys' tensors are in memory (the file reads release the GIL).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf_simo-read") as reader:
+            pending = reader.submit(self._read_key, self.keys[0]) if self.keys else None
+            for position, key in enumerate(bar):
+                stored, prefetched = pending.result()
+                if position + 1 < len(self.keys):
+                    pending = reader.submit(self._read_key, self.keys[position + 1])
+                base = stored.to(torch.float32)
+                if validate:
+                    with serial_reductions():
+                        self.stats.add_base(self.base, key, base)
+                yield key, TaskVectorsAt(self, key, base, validate, hold, prefetched)
         bar.close()
         if validate:
             self._validated = True
             self.distances = check_fine_tuned(self.tasks, self.stats, self.max_relative_distance)
+
+    def _read_key(self, key: str) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """The stored tensors of one key: base, then every task (in the reader thread)."""
+        return self.base.encoder_tensor(key), [checkpoint.encoder_tensor(key) for checkpoint in self.tasks]
 
     def passes(self) -> list[str]:
         """Names of the passes this merge reads the checkpoints in (the last one writes). A global sign election
         shares the second radix pass (see `_radix_and_sign_pass`) unless its deferred entries would not fit."""
         names = []
         trims = trim_scope(self.method, self.options) == "global" and kth_rank(self.numel, self.options["density"])
+        if self._two_reads is not None:
+            return [
+                "threshold (radix 1/2)",
+                "merge + threshold (radix 2/2)" + (" + sign election" if self._needs_global_majority() else ""),
+            ]
         if trims:
             names.append("threshold (radix 1/2)")
             if self._needs_global_majority() and self._shares_sign_pass is not False:
@@ -182,8 +217,19 @@ class MergeJob:
             return False
         return self.options["base_method"] == "ties" or self.coefficients is not None
 
-    def prepare(self) -> None:
-        """Run the read-only passes: exact global thresholds, global majority sign, LiNeS norms."""
+    def two_reads_possible(self) -> bool:
+        """Whether the global statistics can be finished during the merge pass (`TwoReadMerge`): a global trim, and no
+        LiNeS norms (whose automatic alpha scales every output, so it must be known before the first one)."""
+        if trim_scope(self.method, self.options) != "global" or self._needs_norms():
+            return False
+        return kth_rank(self.numel, self.options["density"]) is not None
+
+    def prepare(self, patchable: bool = False) -> None:
+        """Run the read-only passes: exact global thresholds, global majority sign, LiNeS norms.
+
+        With `patchable` (the sink can read back and rewrite a written tensor) a global trim reads each input twice:
+        one radix pass, then the merge pass, which also finishes the thresholds and the sign count; the few entries
+        that depend on their final values are computed afterwards (`patches`) and rewritten in place."""
         passes = self.passes()
         total = len(passes)
         step = 0
@@ -197,6 +243,12 @@ class MergeJob:
                     for t in range(len(vectors)):
                         selector.update(t, vectors[t], magnitudes=True)
                 selector.next_pass()
+                if patchable and self.two_reads_possible() and self._deferral_fits(selector):
+                    self._two_reads = TwoReadMerge(self, selector)
+                    self.thresholds = self._two_reads.provisional
+                    self.majority = 1.0 if self._needs_global_majority() else None  # provisional (see TwoReadMerge)
+                    self._final_description = f"pass 2/2: {self.passes()[-1]}"
+                    return
                 step += 1
                 if self._needs_global_majority() and self._deferral_fits(selector):
                     self._radix_and_sign_pass(selector, f"pass {step}/{total}: {passes[step - 1]}")
@@ -219,7 +271,7 @@ class MergeJob:
         if self._needs_norms():
             step += 1
             sum_sq = merged_sq = 0.0
-            for key, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
+            for key, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}", hold=True):
                 sum_tau, merged_tau = task_arithmetic(vectors), self._merge_key(key, vectors)
                 with serial_reductions():
                     sum_sq += squared_norm(sum_tau)
@@ -299,7 +351,10 @@ class MergeJob:
         """The final pass: (key, theta_0 in float32, merged theta in float32) per encoder tensor, in key order;
         with `return_task_vector`, the unscaled tau_MTL instead of theta."""
         description = getattr(self, "_final_description", "merge")
-        for key, vectors in self._iterate(description, hold=self._reads_tasks_twice()):
+        two_reads = self._two_reads
+        for key, vectors in self._iterate(description, hold=self._reads_tasks_twice() or two_reads is not None):
+            if two_reads is not None:
+                two_reads.observe(key, vectors)
             merged = self._merge_key(key, vectors)
             yield (
                 key,
@@ -307,26 +362,46 @@ class MergeJob:
                 merged if return_task_vector else apply_task_vector(vectors.base, merged, self.scale(key)),
             )
 
+    @property
+    def deferred_keys(self) -> set[str]:
+        """Keys of the merge pass whose output has entries still to be patched (`patches`)."""
+        return set() if self._two_reads is None else self._two_reads.keys
+
+    def patches(self) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+        """After the merge pass of a two-read merge: (key, flat indices, merged theta at those indices in float32)
+        for every output entry that depended on the final thresholds or majority sign (none otherwise)."""
+        if self._two_reads is None:
+            return
+        yield from self._two_reads.finish()
+
     # ------------------------------------------------------------------ result checks
 
     def check_merged(self, key: str, base: torch.Tensor, merged: torch.Tensor) -> None:
         """Refuse a merged tensor (in its output dtype) that is not finite; add it to ‖θ − θ_0‖."""
         if not merged.is_floating_point():
             return
-        if not torch.isfinite(merged).all():
+        difference = merged.float() - base
+        with serial_reductions():
+            update = float(torch.linalg.vector_norm(difference))
+        # The base is finite (checked on reading), so a NaN/inf in the merged tensor makes this norm non-finite: the
+        # element-wise scan runs only then (a finite tensor whose norm overflows is refused by check_update).
+        if not math.isfinite(update) and not torch.isfinite(merged).all():
             kind = "NaN" if torch.isnan(merged).any() else "inf"
             raise MergeOptionError(
                 f"the merged encoder tensor {key!r} contains {kind} in {str(merged.dtype).replace('torch.', '')} "
                 f"(alpha={self.alpha:g}): the scaled task vector overflows; use a smaller alpha (typically 0.1 to 1.5)"
             )
-        difference = merged.float() - base
         with serial_reductions():
-            self._update_sq += float(torch.linalg.vector_norm(difference)) ** 2
-            self._base_sq += float(torch.linalg.vector_norm(base)) ** 2
+            self._squares[key] = (update**2, float(torch.linalg.vector_norm(base)) ** 2)
 
     def check_update(self) -> None:
         """After the last `check_merged`: refuse a merged encoder farther than `MAX_RELATIVE_UPDATE`·‖θ_0‖ from θ_0."""
-        ratio = math.sqrt(self._update_sq / self._base_sq) if self._base_sq > 0 else math.sqrt(self._update_sq)
+        update_sq = base_sq = 0.0
+        for key in self.keys:  # key order, whatever order the checks ran in (patched tensors are checked last)
+            if key in self._squares:
+                update_sq += self._squares[key][0]
+                base_sq += self._squares[key][1]
+        ratio = math.sqrt(update_sq / base_sq) if base_sq > 0 else math.sqrt(update_sq)
         self.relative_update = ratio
         if not math.isfinite(ratio) or ratio > MAX_RELATIVE_UPDATE:
             raise MergeOptionError(
@@ -366,6 +441,92 @@ class MergeJob:
         if self.method == "dare":
             record["dare_masks"] = MASK_VERSION  # the mask definition (earlier merges keyed masks by position)
         return record
+
+
+class TwoReadMerge:
+    """The second read of a two-read global-trim merge: merge every key with provisional statistics, finish the exact
+    ones on the way, and keep the few entries whose output depends on them.
+
+    Exact scheme (and why): after the first radix pass (`select.StreamingKthValue`: a histogram of the top 16 bits
+    of |tau_t|) each task's exact threshold is known to lie in one bin of 2^16 (its `threshold_bin`): the values
+    above that bin are kept by the final trim, those below are zeroed. Trimming at the bin's lower edge (the
+    provisional threshold) therefore gives every entry outside the bin its final trimmed value, with the same
+    `trim`. The merge pass runs the radix pass 2/2 (the low 16 bits of the in-bin values) while it merges with the
+    provisional thresholds; an entry with a task value in its task's threshold bin (~0.3% of the entries per task)
+    is *deferred*: its T task-vector values and its base value are kept (a few MiB) and merged again, with the same
+    method function, once the thresholds are exact. A sign-electing method also needs the global majority sign,
+    which only entries whose summed trimmed value is exactly 0 (and some trimmed value is not) receive: the count
+    is accumulated here exactly as the separate sign-election pass does (`sign_count`, integers), with the
+    deferred entries counted once the thresholds are known, and those zero-sum entries are deferred too. Every
+    method on this path is element-wise given its thresholds and majority, so merging a deferred entry alone gives
+    bit for bit the value the whole tensor would have. A one-pass exact selection would need all values or a good
+    guess of the bin; this needs neither, and a deferral that would not fit `DEFER_BUDGET` falls back to the
+    separate passes.
+    """
+
+    def __init__(self, job: MergeJob, selector: StreamingKthValue):
+        self.job, self.selector = job, selector
+        self.bins = [selector.threshold_bin(t) for t in range(len(job.tasks))]
+        self.provisional: list[float | None] = [None if b is None else _bin_lower_edge(b[0]) for b in self.bins]
+        self.elects = job._needs_global_majority()
+        self.count = 0
+        self.deferred: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        self.keys: set[str] = set()
+
+    def observe(self, key: str, vectors: TaskVectorsAt) -> None:
+        """Radix pass 2/2 and the sign count over one key's task vectors; remember its deferred entries."""
+        flats = []
+        ambiguous = None
+        for t in range(len(vectors)):
+            x = vectors[t].reshape(-1)
+            self.selector.update(t, x, magnitudes=True)
+            flats.append(x)
+            if self.bins[t] is not None:
+                in_bin = magnitude_bins(x) == self.bins[t][0]
+                ambiguous = in_bin if ambiguous is None else ambiguous.logical_or_(in_bin)
+        deferred = ambiguous
+        if self.elects:
+            total = nonzero = None
+            for t, x in enumerate(flats):
+                kept = trim(x, self.provisional[t])
+                total = torch.zeros_like(x) if total is None else total
+                total += kept
+                nonzero = kept != 0 if nonzero is None else nonzero.logical_or_(kept != 0)
+            sign = torch.sign(total)
+            if ambiguous is not None:
+                sign.masked_fill_(ambiguous, 0.0)
+            self.count += sign_count(sign)
+            zero_sum = (total == 0).logical_and_(nonzero)  # their sign is the global majority's
+            deferred = zero_sum if deferred is None else deferred.logical_or_(zero_sum)
+        if deferred is None or not bool(deferred.any()):
+            return
+        index = deferred.nonzero().reshape(-1)
+        values = torch.stack([x[index] for x in flats])
+        base = vectors.base.reshape(-1)[index]
+        self.deferred.append((key, index, values, base, None if ambiguous is None else ambiguous[index]))
+        self.keys.add(key)
+
+    def finish(self) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+        """Exact thresholds and majority, then the deferred entries merged with them (key order)."""
+        job = self.job
+        self.selector.next_pass()
+        job.thresholds = self.selector.values()
+        if self.elects:
+            count = self.count
+            for _, _, values, _, ambiguous in self.deferred:
+                if ambiguous is not None and bool(ambiguous.any()):
+                    count += sign_count(elect_sign(Trimmed(list(values[:, ambiguous]), job.thresholds), majority=0.0))
+            job.majority = float(count > 0) - float(count < 0)
+        self.deferred.reverse()  # pop from the end, in key order, releasing each block once merged
+        while self.deferred:
+            key, index, values, base, _ = self.deferred.pop()
+            merged = job._merge_key(key, list(values))
+            yield key, index, apply_task_vector(base, merged, job.scale(key))
+
+
+def _bin_lower_edge(high: int) -> float:
+    """The smallest float32 whose high radix digit is `high` (0.0 for the lowest bin: nothing is trimmed below)."""
+    return float(torch.tensor([high << 16], dtype=torch.int32).view(torch.float32).item())
 
 
 class Trimmed(Sequence):
@@ -412,6 +573,7 @@ __all__ = [
     "MergeJob",
     "TaskVectorsAt",
     "Trimmed",
+    "TwoReadMerge",
     "check_single_encoder",
     "collect_options",
     "numel",
