@@ -479,10 +479,9 @@ class TwoReadMerge:
         ambiguous = None
         for t in range(len(vectors)):
             x = vectors[t].reshape(-1)
-            self.selector.update(t, x, magnitudes=True)
+            in_bin = self.selector.update(t, x, magnitudes=True)  # the entries of task t's threshold bin
             flats.append(x)
-            if self.bins[t] is not None:
-                in_bin = magnitude_bins(x) == self.bins[t][0]
+            if in_bin is not None:
                 ambiguous = in_bin if ambiguous is None else ambiguous.logical_or_(in_bin)
         deferred = ambiguous
         if self.elects:
