@@ -47,14 +47,14 @@ from .merge_methods import (
     sign_count,
     squared_norm,
     task_arithmetic,
-    trim,
     trim_scope,
     uses_sign_election,
     validate_alpha,
 )
 from .merge_methods.dare import MASK_VERSION
-from .select import StreamingKthValue, kth_rank, magnitude_bins
+from .select import StreamingKthValue, kth_rank
 from .threads import serial_reductions
+from .two_reads import Trimmed, TwoReadMerge, radix_and_sign_pass
 
 
 # Fine-tuning moves an encoder well under ‖θ_0‖ (the provenance check refuses task vectors above 1.0·‖θ_0‖), so a merge
@@ -67,7 +67,7 @@ DEFER_BUDGET = 0.25
 
 class TaskVectorsAt(Sequence):
     """Task vectors of one encoder tensor: the first access of each task takes the tensor the reader thread
-    prefetched (`MergeJob._iterate`), a later one reads it from disk again unless `hold` keeps it."""
+    prefetched (`MergeJob.iterate`), a later one reads it from disk again unless `hold` keeps it."""
 
     def __init__(
         self,
@@ -162,7 +162,7 @@ class MergeJob:
         group = self.groups[key]
         return [row[group] for row in self.coefficients]
 
-    def _iterate(self, description: str, hold: bool = False) -> Iterator[tuple[str, TaskVectorsAt]]:
+    def iterate(self, description: str, hold: bool = False) -> Iterator[tuple[str, TaskVectorsAt]]:
         validate = not self._validated
         bar = progress_bar(self.keys, desc=description, unit="tensor", leave=False)
         # One reader thread reads the next key's tensors (base, then each task) while this one computes: reading
@@ -195,21 +195,21 @@ class MergeJob:
         if self._two_reads is not None:
             return [
                 "threshold (radix 1/2)",
-                "merge + threshold (radix 2/2)" + (" + sign election" if self._needs_global_majority() else ""),
+                "merge + threshold (radix 2/2)" + (" + sign election" if self.needs_global_majority() else ""),
             ]
         if trims:
             names.append("threshold (radix 1/2)")
-            if self._needs_global_majority() and self._shares_sign_pass is not False:
+            if self.needs_global_majority() and self._shares_sign_pass is not False:
                 names.append("threshold (radix 2/2) + sign election")
             else:
                 names.append("threshold (radix 2/2)")
-        if self._needs_global_majority() and not (trims and self._shares_sign_pass is not False):
+        if self.needs_global_majority() and not (trims and self._shares_sign_pass is not False):
             names.append("sign election")
         if self._needs_norms():
             names.append("LiNeS norms")
         return names + ["merge"]
 
-    def _needs_global_majority(self) -> bool:
+    def needs_global_majority(self) -> bool:
         return uses_sign_election(self.method, self.options) and trim_scope(self.method, self.options) == "global"
 
     def _needs_norms(self) -> bool:
@@ -239,40 +239,40 @@ class MergeJob:
             if rank is not None:
                 selector = StreamingKthValue([rank] * len(self.tasks), counts=[self.numel] * len(self.tasks))
                 step += 1
-                for _, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
+                for _, vectors in self.iterate(f"pass {step}/{total}: {passes[step - 1]}"):
                     for t in range(len(vectors)):
                         selector.update(t, vectors[t], magnitudes=True)
                 selector.next_pass()
                 if patchable and self.two_reads_possible() and self._deferral_fits(selector):
                     self._two_reads = TwoReadMerge(self, selector)
                     self.thresholds = self._two_reads.provisional
-                    self.majority = 1.0 if self._needs_global_majority() else None  # provisional (see TwoReadMerge)
+                    self.majority = 1.0 if self.needs_global_majority() else None  # provisional (see TwoReadMerge)
                     self._final_description = f"pass 2/2: {self.passes()[-1]}"
                     return
                 step += 1
-                if self._needs_global_majority() and self._deferral_fits(selector):
-                    self._radix_and_sign_pass(selector, f"pass {step}/{total}: {passes[step - 1]}")
+                if self.needs_global_majority() and self._deferral_fits(selector):
+                    radix_and_sign_pass(self, selector, f"pass {step}/{total}: {passes[step - 1]}")
                 else:
                     self._shares_sign_pass = False
                     passes = self.passes()
                     total = len(passes)
-                    for _, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
+                    for _, vectors in self.iterate(f"pass {step}/{total}: {passes[step - 1]}"):
                         for t in range(len(vectors)):
                             selector.update(t, vectors[t], magnitudes=True)
                     selector.next_pass()
                     self.thresholds = selector.values()
-        if self._needs_global_majority() and self.majority is None:
+        if self.needs_global_majority() and self.majority is None:
             step += 1
             count = 0
-            for _, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
+            for _, vectors in self.iterate(f"pass {step}/{total}: {passes[step - 1]}"):
                 trimmed = Trimmed(vectors, self.thresholds)
                 count += sign_count(elect_sign(trimmed, majority=0.0))
             self.majority = float(count > 0) - float(count < 0)
         if self._needs_norms():
             step += 1
             sum_sq = merged_sq = 0.0
-            for key, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}", hold=True):
-                sum_tau, merged_tau = task_arithmetic(vectors), self._merge_key(key, vectors)
+            for key, vectors in self.iterate(f"pass {step}/{total}: {passes[step - 1]}", hold=True):
+                sum_tau, merged_tau = task_arithmetic(vectors), self.merge_key(key, vectors)
                 with serial_reductions():
                     sum_sq += squared_norm(sum_tau)
                     merged_sq += squared_norm(merged_tau)
@@ -288,51 +288,11 @@ class MergeJob:
         deferred = sum(count for _, count in filter(None, bins))
         return deferred * len(self.tasks) <= DEFER_BUDGET * self.numel
 
-    def _radix_and_sign_pass(self, selector: StreamingKthValue, description: str) -> None:
-        """The second radix pass and the global sign count in one read of every task.
-
-        The thresholds are not known yet, but each lies in its task's threshold bin (`threshold_bin`): an entry in a
-        higher bin is kept by the final trim, one in a lower bin is zeroed. So every entry with no task value in its
-        threshold bin gets its final trimmed values, sum and elected sign in this pass; the others (a fraction of a
-        percent per task) keep their T task-vector values and are counted once the thresholds are known, with the
-        same `trim` and the same task-order sum: the count, hence the majority sign, is exactly the separate pass's.
-        """
-        bins = [selector.threshold_bin(t) for t in range(len(self.tasks))]
-        count = 0
-        deferred: list[torch.Tensor] = []
-        for _, vectors in self._iterate(description):
-            total = None
-            ambiguous = None
-            values = []
-            for t in range(len(vectors)):
-                x = vectors[t].reshape(-1)
-                selector.update(t, x, magnitudes=True)
-                values.append(x)
-                if bins[t] is None:
-                    kept = x
-                else:
-                    high = magnitude_bins(x)
-                    in_bin = high == bins[t][0]
-                    ambiguous = in_bin if ambiguous is None else ambiguous.logical_or_(in_bin)
-                    kept = x * (high > bins[t][0])  # x or ±0: the same sum as trim's x or +0
-                total = torch.zeros_like(x) if total is None else total
-                total += kept
-            sign = torch.sign(total)
-            if ambiguous is not None and bool(ambiguous.any()):
-                deferred.append(torch.stack([x[ambiguous] for x in values]))
-                sign.masked_fill_(ambiguous, 0.0)
-            count += sign_count(sign)
-        selector.next_pass()
-        self.thresholds = selector.values()
-        for block in deferred:
-            count += sign_count(elect_sign(Trimmed(list(block), self.thresholds), majority=0.0))
-        self.majority = float(count > 0) - float(count < 0)
-
     def _reads_tasks_twice(self) -> bool:
         """Whether the method reads each task vector twice per tensor (TIES' election, consensus' TALL masks)."""
         return uses_sign_election(self.method, self.options) or self.method in ("consensus", "tall_mask")
 
-    def _merge_key(self, key: str, vectors: Sequence[torch.Tensor]) -> torch.Tensor:
+    def merge_key(self, key: str, vectors: Sequence[torch.Tensor]) -> torch.Tensor:
         return merge_task_vectors(
             self.method,
             self.options,
@@ -352,10 +312,10 @@ class MergeJob:
         with `return_task_vector`, the unscaled tau_MTL instead of theta."""
         description = getattr(self, "_final_description", "merge")
         two_reads = self._two_reads
-        for key, vectors in self._iterate(description, hold=self._reads_tasks_twice() or two_reads is not None):
+        for key, vectors in self.iterate(description, hold=self._reads_tasks_twice() or two_reads is not None):
             if two_reads is not None:
                 two_reads.observe(key, vectors)
-            merged = self._merge_key(key, vectors)
+            merged = self.merge_key(key, vectors)
             yield (
                 key,
                 vectors.base,
@@ -441,102 +401,6 @@ class MergeJob:
         if self.method == "dare":
             record["dare_masks"] = MASK_VERSION  # the mask definition (earlier merges keyed masks by position)
         return record
-
-
-class TwoReadMerge:
-    """The second read of a two-read global-trim merge: merge every key with provisional statistics, finish the exact
-    ones on the way, and keep the few entries whose output depends on them.
-
-    Exact scheme (and why): after the first radix pass (`select.StreamingKthValue`: a histogram of the top 16 bits
-    of |tau_t|) each task's exact threshold is known to lie in one bin of 2^16 (its `threshold_bin`): the values
-    above that bin are kept by the final trim, those below are zeroed. Trimming at the bin's lower edge (the
-    provisional threshold) therefore gives every entry outside the bin its final trimmed value, with the same
-    `trim`. The merge pass runs the radix pass 2/2 (the low 16 bits of the in-bin values) while it merges with the
-    provisional thresholds; an entry with a task value in its task's threshold bin (~0.3% of the entries per task)
-    is *deferred*: its T task-vector values and its base value are kept (a few MiB) and merged again, with the same
-    method function, once the thresholds are exact. A sign-electing method also needs the global majority sign,
-    which only entries whose summed trimmed value is exactly 0 (and some trimmed value is not) receive: the count
-    is accumulated here exactly as the separate sign-election pass does (`sign_count`, integers), with the
-    deferred entries counted once the thresholds are known, and those zero-sum entries are deferred too. Every
-    method on this path is element-wise given its thresholds and majority, so merging a deferred entry alone gives
-    bit for bit the value the whole tensor would have. A one-pass exact selection would need all values or a good
-    guess of the bin; this needs neither, and a deferral that would not fit `DEFER_BUDGET` falls back to the
-    separate passes.
-    """
-
-    def __init__(self, job: MergeJob, selector: StreamingKthValue):
-        self.job, self.selector = job, selector
-        self.bins = [selector.threshold_bin(t) for t in range(len(job.tasks))]
-        self.provisional: list[float | None] = [None if b is None else _bin_lower_edge(b[0]) for b in self.bins]
-        self.elects = job._needs_global_majority()
-        self.count = 0
-        self.deferred: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
-        self.keys: set[str] = set()
-
-    def observe(self, key: str, vectors: TaskVectorsAt) -> None:
-        """Radix pass 2/2 and the sign count over one key's task vectors; remember its deferred entries."""
-        flats = []
-        ambiguous = None
-        for t in range(len(vectors)):
-            x = vectors[t].reshape(-1)
-            in_bin = self.selector.update(t, x, magnitudes=True)  # the entries of task t's threshold bin
-            flats.append(x)
-            if in_bin is not None:
-                ambiguous = in_bin if ambiguous is None else ambiguous.logical_or_(in_bin)
-        deferred = ambiguous
-        if self.elects:
-            total = nonzero = None
-            for t, x in enumerate(flats):
-                kept = trim(x, self.provisional[t])
-                total = torch.zeros_like(x) if total is None else total
-                total += kept
-                nonzero = kept != 0 if nonzero is None else nonzero.logical_or_(kept != 0)
-            sign = torch.sign(total)
-            if ambiguous is not None:
-                sign.masked_fill_(ambiguous, 0.0)
-            self.count += sign_count(sign)
-            zero_sum = (total == 0).logical_and_(nonzero)  # their sign is the global majority's
-            deferred = zero_sum if deferred is None else deferred.logical_or_(zero_sum)
-        if deferred is None or not bool(deferred.any()):
-            return
-        index = deferred.nonzero().reshape(-1)
-        values = torch.stack([x[index] for x in flats])
-        base = vectors.base.reshape(-1)[index]
-        self.deferred.append((key, index, values, base, None if ambiguous is None else ambiguous[index]))
-        self.keys.add(key)
-
-    def finish(self) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
-        """Exact thresholds and majority, then the deferred entries merged with them (key order)."""
-        job = self.job
-        self.selector.next_pass()
-        job.thresholds = self.selector.values()
-        if self.elects:
-            count = self.count
-            for _, _, values, _, ambiguous in self.deferred:
-                if ambiguous is not None and bool(ambiguous.any()):
-                    count += sign_count(elect_sign(Trimmed(list(values[:, ambiguous]), job.thresholds), majority=0.0))
-            job.majority = float(count > 0) - float(count < 0)
-        self.deferred.reverse()  # pop from the end, in key order, releasing each block once merged
-        while self.deferred:
-            key, index, values, base, _ = self.deferred.pop()
-            merged = job._merge_key(key, list(values))
-            yield key, index, apply_task_vector(base, merged, job.scale(key))
-
-
-def _bin_lower_edge(high: int) -> float:
-    """The smallest float32 whose high radix digit is `high` (0.0 for the lowest bin: nothing is trimmed below)."""
-    return float(torch.tensor([high << 16], dtype=torch.int32).view(torch.float32).item())
-
-
-class Trimmed(Sequence):
-    def __init__(self, vectors: Sequence[torch.Tensor], thresholds: list[float | None]):
-        self.vectors, self.thresholds = vectors, thresholds
-
-    def __len__(self) -> int:
-        return len(self.vectors)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return trim(self.vectors[index], self.thresholds[index])
 
 
 def numel(shape: tuple[int, ...]) -> int:
