@@ -1,13 +1,15 @@
-"""The streamed merge's pass structure (issue 12, item 1): global TIES reads every input three times (radix 1/2;
-radix 2/2 with the sign election, its threshold-bin entries deferred; merge, each task read once), bitwise equal to
-the separate-pass schedule and to plain in-memory implementations of every method written here from the papers'
-reference code (test_merge_methods' references) on a small model, also on adversarial quantised inputs full of ties
-at the thresholds and exact zero sums."""
+"""The streamed merge's pass structure (issue 12, item 1): every method reads each input at most twice (global TIES:
+radix 1/2; then the merge with radix 2/2 and the sign count, its threshold-bin and zero-sum entries deferred and
+patched in the written shard; LiNeS with an automatic alpha on a TIES base is the one exception, four reads), bitwise
+equal to the separate-pass schedule and to plain in-memory implementations of every method written here from the
+papers' reference code (test_merge_methods' references) on a small model, also on adversarial quantised inputs full
+of ties at the thresholds and exact zero sums."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections import Counter
 
 import pytest
@@ -16,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from helpers.checkpoints import TASKS, build_sources, encoder_state
 from hf_simo.merging import job as job_module
-from hf_simo.merging import merge_state_dicts, merge_to_folder
+from hf_simo.merging import merge, merge_state_dicts, merge_to_folder
 from hf_simo.merging.io.sources import Checkpoint
 from test_merge_dare import ref_dare
 from test_merge_methods import ref_lines, ref_magnitude_outliers, ref_ties, ref_topk_values_mask
@@ -58,9 +60,11 @@ def quantised(sources, tmp_path_factory):
 def count_reads(monkeypatch) -> Counter:
     reads: Counter = Counter()
     original = Checkpoint.encoder_tensor
+    lock = threading.Lock()  # the merge's reader thread reads too
 
     def counting(self, key):
-        reads[self.role if self.role == "base" else self.task] += 1
+        with lock:
+            reads[self.role if self.role == "base" else self.task] += 1
         return original(self, key)
 
     monkeypatch.setattr(Checkpoint, "encoder_tensor", counting)
@@ -77,7 +81,7 @@ GLOBAL_CASES = [
 
 @pytest.mark.parametrize("inputs", ["sources", "quantised"])
 @pytest.mark.parametrize(("method", "options", "alpha", "coefficients"), GLOBAL_CASES)
-def test_global_ties_shares_the_sign_pass_and_equals_the_separate_passes(
+def test_global_ties_in_two_reads_equals_the_separate_passes(
     request, tmp_path, monkeypatch, inputs, method, options, alpha, coefficients
 ):
     base_folder, task_folders = request.getfixturevalue(inputs)
@@ -87,17 +91,20 @@ def test_global_ties_shares_the_sign_pass_and_equals_the_separate_passes(
     kwargs = dict(alpha=alpha, coefficients=coefficients)
     out = merge_to_folder(tmp_path / "shared", task_folders, base_folder, method, options, **kwargs)
     num_keys = len(encoder_state(base_folder))
-    passes = 4 if method == "lines" and "lines_alpha" not in options else 3  # + LiNeS norms
-    finals = {"base": passes * num_keys, **{task: passes * num_keys for task in TASKS}}
-    if method == "lines":  # the LiNeS norms pass reads each task twice (sum, and TIES' election/merge)
-        finals = {"base": passes * num_keys, **{task: (passes + 2) * num_keys for task in TASKS}}
-    assert dict(reads) == finals
-    monkeypatch.setattr(job_module, "DEFER_BUDGET", 0.0)  # refuse the deferral: the separate sign-election pass
+    # LiNeS' automatic alpha on a TIES base: radix 1/2, radix 2/2 + sign election, LiNeS norms, merge
+    passes = 4 if method == "lines" and "lines_alpha" not in options else 2
+    assert dict(reads) == {"base": passes * num_keys, **{task: passes * num_keys for task in TASKS}}
+    in_memory = merge(task_folders, base_folder, method, options, **kwargs)  # the model sink patches in place too
+    monkeypatch.setattr(job_module, "DEFER_BUDGET", 0.0)  # refuse the deferral: the separate passes
+    reads.clear()
     separate = merge_to_folder(tmp_path / "separate", task_folders, base_folder, method, options, **kwargs)
+    if passes == 2:
+        assert dict(reads) == {"base": 4 * num_keys, **{task: 4 * num_keys for task in TASKS}}  # the fallback ran
     assert (out / "model.safetensors").read_bytes() == (separate / "model.safetensors").read_bytes()
     shared_stats = json.loads((out / "config.json").read_text())["merge"]["statistics"]
     separate_stats = json.loads((separate / "config.json").read_text())["merge"]["statistics"]
     assert shared_stats == separate_stats
+    assert in_memory.config.merge["statistics"] == separate_stats
     expected = merge_state_dicts(
         encoder_state(base_folder),
         {task: encoder_state(f) for task, f in zip(TASKS, task_folders)},
@@ -106,8 +113,35 @@ def test_global_ties_shares_the_sign_pass_and_equals_the_separate_passes(
         **kwargs,
     )
     streamed = encoder_state(out)
+    memory = {k[len("dinov2.") :]: v for k, v in in_memory.state_dict().items() if k.startswith("dinov2.")}
     for key in expected:
         assert torch.equal(streamed[key], expected[key]), key
+        assert torch.equal(memory[key], expected[key]), key
+
+
+READ_CASES = [
+    ("task_arithmetic", {}, 1),
+    ("ties", {"density": 0.3}, 2),
+    ("ties", {"density": 0.3, "scope": "tensor"}, 1),
+    ("magnitude", {"density": 0.3}, 2),
+    ("magnitude", {"density": 0.3, "scope": "tensor"}, 1),
+    ("dare", {"density": 0.5, "seed": 1, "sign_election": True}, 1),
+    ("breadcrumbs", {"density": 0.6, "gamma": 0.05}, 1),
+    ("consensus", {}, 1),
+    ("consensus", {"base_method": "ties"}, 2),
+    ("lines", {"beta": 0.6}, 1),
+    ("lines", {"beta": 0.6, "base_method": "ties", "lines_alpha": 0.5}, 2),
+    ("lines", {"beta": 0.6, "base_method": "ties"}, 4),  # the exception: the norms fix alpha before any output
+]
+
+
+@pytest.mark.parametrize(("method", "options", "expected"), READ_CASES)
+def test_every_method_reads_each_input_at_most_twice(sources, tmp_path, monkeypatch, method, options, expected):
+    base_folder, task_folders = sources
+    reads = count_reads(monkeypatch)
+    merge_to_folder(tmp_path / "out", task_folders, base_folder, method, options)
+    num_keys = len(encoder_state(base_folder))
+    assert dict(reads) == {"base": expected * num_keys, **{task: expected * num_keys for task in TASKS}}
 
 
 def test_quantised_inputs_exercise_ties_and_cancellations(quantised):
@@ -218,3 +252,57 @@ def test_the_written_folder_does_not_depend_on_the_thread_count(sources, tmp_pat
             assert (folder / name).read_bytes() == (folders[0] / name).read_bytes(), (folder, name)
     with pytest.raises(ValueError, match="num_threads"):
         merge_to_folder(tmp_path / "bad", task_folders, base_folder, num_threads=0)
+
+
+def per_tensor_saved_names(config, shapes):
+    """The names as reverted one tensor at a time (hf_simo before issue 12's fast path), from transformers' own
+    `revert_weight_conversion`: the reference for the one-call renaming."""
+    from transformers.core_model_loading import revert_weight_conversion
+
+    from hf_simo import SimoModel
+
+    with torch.device("meta"):
+        model = SimoModel(config)
+        renamed = {}
+        for name, shape in shapes.items():
+            try:
+                result = list(revert_weight_conversion(model, {name: torch.empty(shape)}))
+            except Exception:
+                result = [name]
+            renamed[name] = result[0] if len(result) == 1 else name
+    targets = list(renamed.values())
+    return {name: target if targets.count(target) == 1 else name for name, target in renamed.items()}
+
+
+@pytest.mark.parametrize(
+    "backbone",
+    [
+        {},
+        {"use_swiglu_ffn": True},
+        {"model_type": "dinov2_with_registers", "num_register_tokens": 2},
+        {"model_type": "dinov3_vit", "num_register_tokens": 2, "intermediate_size": 64},
+    ],
+)
+def test_output_names_come_from_one_revert_and_equal_the_per_tensor_ones(backbone):
+    from transformers import Dinov2WithRegistersConfig, DINOv3ViTConfig
+
+    from helpers.tiny import TINY_TASKS, tiny_backbone_config
+    from hf_simo import SimoConfig, SimoModel
+    from hf_simo.merging.io.folder import saved_names
+
+    options = dict(backbone)
+    kind = options.pop("model_type", "dinov2")
+    common = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "patch_size": 8, "image_size": 32}
+    if kind == "dinov2":
+        encoder = tiny_backbone_config(**options)
+    elif kind == "dinov2_with_registers":
+        encoder = Dinov2WithRegistersConfig(**common, **options)
+    else:
+        encoder = DINOv3ViTConfig(**common, **options)
+    config = SimoConfig(backbone_config=encoder.to_dict(), tasks={"segmentation": TINY_TASKS["segmentation"]})
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in SimoModel(config).state_dict().items()}
+    expected = per_tensor_saved_names(config, shapes)
+    assert saved_names(config, shapes) == expected
+    if kind == "dinov2":  # the convention the fast path must keep: transformers-4 attention names on disk
+        assert any(".attention.attention.query." in name for name in expected.values())

@@ -76,6 +76,7 @@ class PlannedMerge:
     cast_heads: bool
     config: Any
     plan: list[tuple[str, torch.dtype, tuple[int, ...]]]
+    meta_model: SimoModel  # the planned model on the meta device (the plan was checked against it)
 
 
 @contextlib.contextmanager
@@ -95,8 +96,8 @@ def open_merge(request: MergeRequest) -> Iterator[PlannedMerge]:
         cast_heads = not (request.dtype is None or request.dtype == "auto")
         config = build_config(job, out_dtype)
         plan = tensor_plan(job, out_dtype, cast_heads)
-        check_against_model(config, {name: shape for name, _, shape in plan}, job)
-        yield PlannedMerge(sources, job, out_dtype, cast_heads, config, plan)
+        meta_model = check_against_model(config, {name: shape for name, _, shape in plan}, job)
+        yield PlannedMerge(sources, job, out_dtype, cast_heads, config, plan, meta_model)
 
 
 def merge(
@@ -139,19 +140,32 @@ def merge(
         with no_init_weights():
             model = SimoModel(planned.config)
         model.to(planned.dtype)
-        state = model.state_dict()
-
-        def sink(name: str, tensor: torch.Tensor) -> None:
-            target = state[name]
-            if target.dtype != tensor.dtype:  # keep heads in their stored dtype (auto)
-                state[name] = tensor.clone()
-                _set_tensor(model, name, state[name])
-            else:
-                target.copy_(tensor)
-
-        stream_merge(planned.job, planned.dtype, planned.cast_heads, sink, planned.config)
+        stream_merge(planned.job, planned.dtype, planned.cast_heads, ModelSink(model), planned.config)
         model.config.merge = planned.config.merge
     return model.eval()
+
+
+class ModelSink:
+    """The in-memory merge's sink: copies each tensor into the model's state dict (heads kept in their stored dtype
+    under 'auto'); `read`/`rewrite` let a two-read merge patch a tensor in place."""
+
+    def __init__(self, model: SimoModel):
+        self.model, self.state = model, model.state_dict()
+
+    def __call__(self, name: str, tensor: torch.Tensor) -> None:
+        target = self.state[name]
+        if target.dtype != tensor.dtype:  # keep heads in their stored dtype (auto)
+            self.state[name] = tensor.clone()
+            _set_tensor(self.model, name, self.state[name])
+        else:
+            target.copy_(tensor)
+
+    def read(self, name: str) -> torch.Tensor:
+        return self.state[name].detach()
+
+    def rewrite(self, name: str, tensor: torch.Tensor) -> None:
+        if tensor.data_ptr() != self.state[name].data_ptr():
+            self.state[name].copy_(tensor)
 
 
 def _set_tensor(model: torch.nn.Module, name: str, tensor: torch.Tensor) -> None:
@@ -207,6 +221,7 @@ def merge_to_folder(
             max_shard_size=max_shard_size,
             overwrite=overwrite,
             wait_for_lock=wait_for_lock,
+            model=planned.meta_model,
         ) as sink,
     ):
         stream_merge(planned.job, planned.dtype, planned.cast_heads, sink, planned.config)

@@ -2,18 +2,21 @@
 only through `Checkpoint.encoder_tensor`, the injected reader of `hf_simo.merging.io`).
 
 Only the encoder is merged; each task keeps its own head, copied unchanged. For each encoder tensor the base and each
-task's tensor are read, upcast to float32, turned into task vectors and combined by the method
-(`merge_methods.merge_task_vectors`), one task at a time. Nothing ever holds a whole checkpoint, or more than one
-tensor per task, so peak memory is a few tensors whatever the number of tasks.
+task's tensor are read (by one reader thread, a key ahead of the compute), upcast to float32, turned into task
+vectors and combined by the method (`merge_methods.merge_task_vectors`), one task at a time. Nothing ever holds a
+whole checkpoint, or more than two keys' tensors, so peak memory is a few tensors whatever the number of tasks.
 
-Methods whose statistics span the whole encoder take extra read-only passes first (`MergeJob.prepare`):
+Every method reads each input at most twice. Methods whose statistics span the whole encoder take a read-only pass
+first (`MergeJob.prepare`):
 
-- a global magnitude trim (TIES, magnitude pruning, and consensus/LiNeS on a TIES base) finds each task's exact
-  threshold with two radix-select passes (`select.StreamingKthValue`);
-- a global sign election (TIES) counts the elected signs in one more pass, for the majority sign that entries with
-  a zero sum receive;
-- LiNeS with an automatic alpha on a TIES base (or with per-layer coefficients) measures ||sum tau_t|| and
-  ||tau_MTL|| in one more pass.
+- a global magnitude trim (TIES, magnitude pruning, and consensus/LiNeS on a TIES base) histograms the top 16 bits
+  of every |tau_t| (radix select, `select.StreamingKthValue`); the merge pass then finishes each task's exact
+  threshold and the global sign count while it merges with provisional thresholds, and the few entries that depend
+  on the exact values are merged again and patched into the written tensors (`TwoReadMerge`);
+- LiNeS with an automatic alpha on a TIES base (the one method read four times: alpha scales every output, so the
+  norms come before the merge pass) takes the separate passes: radix 1/2, radix 2/2 + sign election (sharing one
+  read, `_radix_and_sign_pass`), ||sum tau_t|| and ||tau_MTL||, merge; so does a merge into a sink that cannot
+  rewrite a tensor (`search`), or one whose deferred entries would not fit `DEFER_BUDGET`.
 
 The first pass also checks every tensor for NaN/inf and measures each task's distance to the base
 (`checks.check_fine_tuned`); `check_merged`/`check_update` refuse a merged tensor that is not finite and a merged
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -43,14 +47,14 @@ from .merge_methods import (
     sign_count,
     squared_norm,
     task_arithmetic,
-    trim,
     trim_scope,
     uses_sign_election,
     validate_alpha,
 )
 from .merge_methods.dare import MASK_VERSION
-from .select import StreamingKthValue, kth_rank, magnitude_bins
+from .select import StreamingKthValue, kth_rank
 from .threads import serial_reductions
+from .two_reads import Trimmed, TwoReadMerge, radix_and_sign_pass
 
 
 # Fine-tuning moves an encoder well under ‖θ_0‖ (the provenance check refuses task vectors above 1.0·‖θ_0‖), so a merge
@@ -62,12 +66,22 @@ DEFER_BUDGET = 0.25
 
 
 class TaskVectorsAt(Sequence):
-    """Task vectors of one encoder tensor, read from disk on each access (never all tasks at once)."""
+    """Task vectors of one encoder tensor: the first access of each task takes the tensor the reader thread
+    prefetched (`MergeJob.iterate`), a later one reads it from disk again unless `hold` keeps it."""
 
-    def __init__(self, job: MergeJob, key: str, base: torch.Tensor, validate: bool, hold: bool = False):
+    def __init__(
+        self,
+        job: MergeJob,
+        key: str,
+        base: torch.Tensor,
+        validate: bool,
+        hold: bool = False,
+        prefetched: list[torch.Tensor | None] | None = None,
+    ):
         self.job, self.key, self.base, self.validate = job, key, base, validate
         self._checked: set[int] = set()
         self._held: dict[int, torch.Tensor] | None = {} if hold else None
+        self._prefetched = prefetched
 
     def __len__(self) -> int:
         return len(self.job.tasks)
@@ -83,7 +97,12 @@ class TaskVectorsAt(Sequence):
 
     def _read(self, index: int) -> torch.Tensor:
         checkpoint = self.job.tasks[index]
-        finetuned = checkpoint.encoder_tensor(self.key).to(torch.float32)
+        stored = None
+        if self._prefetched is not None:
+            stored, self._prefetched[index] = self._prefetched[index], None
+        if stored is None:
+            stored = checkpoint.encoder_tensor(self.key)
+        finetuned = stored.to(torch.float32)
         first = self.validate and index not in self._checked
         if first:
             with serial_reductions():
@@ -132,8 +151,8 @@ class MergeJob:
         self._shares_sign_pass: bool | None = None  # False once the deferral budget refused it
         self.numel = sum(numel(self.base.encoder_info(key)[1]) for key in self.keys)
         self.relative_update: float | None = None
-        self._update_sq = 0.0
-        self._base_sq = 0.0
+        self._squares: dict[str, tuple[float, float]] = {}  # key -> (||θ − θ_0||², ||θ_0||²), summed in key order
+        self._two_reads: TwoReadMerge | None = None
 
     # ------------------------------------------------------------------ passes
 
@@ -143,38 +162,54 @@ class MergeJob:
         group = self.groups[key]
         return [row[group] for row in self.coefficients]
 
-    def _iterate(self, description: str, hold: bool = False) -> Iterator[tuple[str, TaskVectorsAt]]:
+    def iterate(self, description: str, hold: bool = False) -> Iterator[tuple[str, TaskVectorsAt]]:
         validate = not self._validated
         bar = progress_bar(self.keys, desc=description, unit="tensor", leave=False)
-        for key in bar:
-            base = self.base.encoder_tensor(key).to(torch.float32)
-            if validate:
-                with serial_reductions():
-                    self.stats.add_base(self.base, key, base)
-            yield key, TaskVectorsAt(self, key, base, validate, hold)
+        # One reader thread reads the next key's tensors (base, then each task) while this one computes: reading
+        # overlaps compute, and at most two keys' tensors are in memory (the file reads release the GIL).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf_simo-read") as reader:
+            pending = reader.submit(self._read_key, self.keys[0]) if self.keys else None
+            for position, key in enumerate(bar):
+                stored, prefetched = pending.result()
+                if position + 1 < len(self.keys):
+                    pending = reader.submit(self._read_key, self.keys[position + 1])
+                base = stored.to(torch.float32)
+                if validate:
+                    with serial_reductions():
+                        self.stats.add_base(self.base, key, base)
+                yield key, TaskVectorsAt(self, key, base, validate, hold, prefetched)
         bar.close()
         if validate:
             self._validated = True
             self.distances = check_fine_tuned(self.tasks, self.stats, self.max_relative_distance)
+
+    def _read_key(self, key: str) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """The stored tensors of one key: base, then every task (in the reader thread)."""
+        return self.base.encoder_tensor(key), [checkpoint.encoder_tensor(key) for checkpoint in self.tasks]
 
     def passes(self) -> list[str]:
         """Names of the passes this merge reads the checkpoints in (the last one writes). A global sign election
         shares the second radix pass (see `_radix_and_sign_pass`) unless its deferred entries would not fit."""
         names = []
         trims = trim_scope(self.method, self.options) == "global" and kth_rank(self.numel, self.options["density"])
+        if self._two_reads is not None:
+            return [
+                "threshold (radix 1/2)",
+                "merge + threshold (radix 2/2)" + (" + sign election" if self.needs_global_majority() else ""),
+            ]
         if trims:
             names.append("threshold (radix 1/2)")
-            if self._needs_global_majority() and self._shares_sign_pass is not False:
+            if self.needs_global_majority() and self._shares_sign_pass is not False:
                 names.append("threshold (radix 2/2) + sign election")
             else:
                 names.append("threshold (radix 2/2)")
-        if self._needs_global_majority() and not (trims and self._shares_sign_pass is not False):
+        if self.needs_global_majority() and not (trims and self._shares_sign_pass is not False):
             names.append("sign election")
         if self._needs_norms():
             names.append("LiNeS norms")
         return names + ["merge"]
 
-    def _needs_global_majority(self) -> bool:
+    def needs_global_majority(self) -> bool:
         return uses_sign_election(self.method, self.options) and trim_scope(self.method, self.options) == "global"
 
     def _needs_norms(self) -> bool:
@@ -182,8 +217,19 @@ class MergeJob:
             return False
         return self.options["base_method"] == "ties" or self.coefficients is not None
 
-    def prepare(self) -> None:
-        """Run the read-only passes: exact global thresholds, global majority sign, LiNeS norms."""
+    def two_reads_possible(self) -> bool:
+        """Whether the global statistics can be finished during the merge pass (`TwoReadMerge`): a global trim, and no
+        LiNeS norms (whose automatic alpha scales every output, so it must be known before the first one)."""
+        if trim_scope(self.method, self.options) != "global" or self._needs_norms():
+            return False
+        return kth_rank(self.numel, self.options["density"]) is not None
+
+    def prepare(self, patchable: bool = False) -> None:
+        """Run the read-only passes: exact global thresholds, global majority sign, LiNeS norms.
+
+        With `patchable` (the sink can read back and rewrite a written tensor) a global trim reads each input twice:
+        one radix pass, then the merge pass, which also finishes the thresholds and the sign count; the few entries
+        that depend on their final values are computed afterwards (`patches`) and rewritten in place."""
         passes = self.passes()
         total = len(passes)
         step = 0
@@ -193,34 +239,40 @@ class MergeJob:
             if rank is not None:
                 selector = StreamingKthValue([rank] * len(self.tasks), counts=[self.numel] * len(self.tasks))
                 step += 1
-                for _, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
+                for _, vectors in self.iterate(f"pass {step}/{total}: {passes[step - 1]}"):
                     for t in range(len(vectors)):
                         selector.update(t, vectors[t], magnitudes=True)
                 selector.next_pass()
+                if patchable and self.two_reads_possible() and self._deferral_fits(selector):
+                    self._two_reads = TwoReadMerge(self, selector)
+                    self.thresholds = self._two_reads.provisional
+                    self.majority = 1.0 if self.needs_global_majority() else None  # provisional (see TwoReadMerge)
+                    self._final_description = f"pass 2/2: {self.passes()[-1]}"
+                    return
                 step += 1
-                if self._needs_global_majority() and self._deferral_fits(selector):
-                    self._radix_and_sign_pass(selector, f"pass {step}/{total}: {passes[step - 1]}")
+                if self.needs_global_majority() and self._deferral_fits(selector):
+                    radix_and_sign_pass(self, selector, f"pass {step}/{total}: {passes[step - 1]}")
                 else:
                     self._shares_sign_pass = False
                     passes = self.passes()
                     total = len(passes)
-                    for _, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
+                    for _, vectors in self.iterate(f"pass {step}/{total}: {passes[step - 1]}"):
                         for t in range(len(vectors)):
                             selector.update(t, vectors[t], magnitudes=True)
                     selector.next_pass()
                     self.thresholds = selector.values()
-        if self._needs_global_majority() and self.majority is None:
+        if self.needs_global_majority() and self.majority is None:
             step += 1
             count = 0
-            for _, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
+            for _, vectors in self.iterate(f"pass {step}/{total}: {passes[step - 1]}"):
                 trimmed = Trimmed(vectors, self.thresholds)
                 count += sign_count(elect_sign(trimmed, majority=0.0))
             self.majority = float(count > 0) - float(count < 0)
         if self._needs_norms():
             step += 1
             sum_sq = merged_sq = 0.0
-            for key, vectors in self._iterate(f"pass {step}/{total}: {passes[step - 1]}"):
-                sum_tau, merged_tau = task_arithmetic(vectors), self._merge_key(key, vectors)
+            for key, vectors in self.iterate(f"pass {step}/{total}: {passes[step - 1]}", hold=True):
+                sum_tau, merged_tau = task_arithmetic(vectors), self.merge_key(key, vectors)
                 with serial_reductions():
                     sum_sq += squared_norm(sum_tau)
                     merged_sq += squared_norm(merged_tau)
@@ -236,51 +288,11 @@ class MergeJob:
         deferred = sum(count for _, count in filter(None, bins))
         return deferred * len(self.tasks) <= DEFER_BUDGET * self.numel
 
-    def _radix_and_sign_pass(self, selector: StreamingKthValue, description: str) -> None:
-        """The second radix pass and the global sign count in one read of every task.
-
-        The thresholds are not known yet, but each lies in its task's threshold bin (`threshold_bin`): an entry in a
-        higher bin is kept by the final trim, one in a lower bin is zeroed. So every entry with no task value in its
-        threshold bin gets its final trimmed values, sum and elected sign in this pass; the others (a fraction of a
-        percent per task) keep their T task-vector values and are counted once the thresholds are known, with the
-        same `trim` and the same task-order sum: the count, hence the majority sign, is exactly the separate pass's.
-        """
-        bins = [selector.threshold_bin(t) for t in range(len(self.tasks))]
-        count = 0
-        deferred: list[torch.Tensor] = []
-        for _, vectors in self._iterate(description):
-            total = None
-            ambiguous = None
-            values = []
-            for t in range(len(vectors)):
-                x = vectors[t].reshape(-1)
-                selector.update(t, x, magnitudes=True)
-                values.append(x)
-                if bins[t] is None:
-                    kept = x
-                else:
-                    high = magnitude_bins(x)
-                    in_bin = high == bins[t][0]
-                    ambiguous = in_bin if ambiguous is None else ambiguous.logical_or_(in_bin)
-                    kept = x * (high > bins[t][0])  # x or ±0: the same sum as trim's x or +0
-                total = torch.zeros_like(x) if total is None else total
-                total += kept
-            sign = torch.sign(total)
-            if ambiguous is not None and bool(ambiguous.any()):
-                deferred.append(torch.stack([x[ambiguous] for x in values]))
-                sign.masked_fill_(ambiguous, 0.0)
-            count += sign_count(sign)
-        selector.next_pass()
-        self.thresholds = selector.values()
-        for block in deferred:
-            count += sign_count(elect_sign(Trimmed(list(block), self.thresholds), majority=0.0))
-        self.majority = float(count > 0) - float(count < 0)
-
     def _reads_tasks_twice(self) -> bool:
         """Whether the method reads each task vector twice per tensor (TIES' election, consensus' TALL masks)."""
         return uses_sign_election(self.method, self.options) or self.method in ("consensus", "tall_mask")
 
-    def _merge_key(self, key: str, vectors: Sequence[torch.Tensor]) -> torch.Tensor:
+    def merge_key(self, key: str, vectors: Sequence[torch.Tensor]) -> torch.Tensor:
         return merge_task_vectors(
             self.method,
             self.options,
@@ -299,13 +311,28 @@ class MergeJob:
         """The final pass: (key, theta_0 in float32, merged theta in float32) per encoder tensor, in key order;
         with `return_task_vector`, the unscaled tau_MTL instead of theta."""
         description = getattr(self, "_final_description", "merge")
-        for key, vectors in self._iterate(description, hold=self._reads_tasks_twice()):
-            merged = self._merge_key(key, vectors)
+        two_reads = self._two_reads
+        for key, vectors in self.iterate(description, hold=self._reads_tasks_twice() or two_reads is not None):
+            if two_reads is not None:
+                two_reads.observe(key, vectors)
+            merged = self.merge_key(key, vectors)
             yield (
                 key,
                 vectors.base,
                 merged if return_task_vector else apply_task_vector(vectors.base, merged, self.scale(key)),
             )
+
+    @property
+    def deferred_keys(self) -> set[str]:
+        """Keys of the merge pass whose output has entries still to be patched (`patches`)."""
+        return set() if self._two_reads is None else self._two_reads.keys
+
+    def patches(self) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+        """After the merge pass of a two-read merge: (key, flat indices, merged theta at those indices in float32)
+        for every output entry that depended on the final thresholds or majority sign (none otherwise)."""
+        if self._two_reads is None:
+            return
+        yield from self._two_reads.finish()
 
     # ------------------------------------------------------------------ result checks
 
@@ -313,20 +340,28 @@ class MergeJob:
         """Refuse a merged tensor (in its output dtype) that is not finite; add it to ‖θ − θ_0‖."""
         if not merged.is_floating_point():
             return
-        if not torch.isfinite(merged).all():
+        difference = merged.float() - base
+        with serial_reductions():
+            update = float(torch.linalg.vector_norm(difference))
+        # The base is finite (checked on reading), so a NaN/inf in the merged tensor makes this norm non-finite: the
+        # element-wise scan runs only then (a finite tensor whose norm overflows is refused by check_update).
+        if not math.isfinite(update) and not torch.isfinite(merged).all():
             kind = "NaN" if torch.isnan(merged).any() else "inf"
             raise MergeOptionError(
                 f"the merged encoder tensor {key!r} contains {kind} in {str(merged.dtype).replace('torch.', '')} "
                 f"(alpha={self.alpha:g}): the scaled task vector overflows; use a smaller alpha (typically 0.1 to 1.5)"
             )
-        difference = merged.float() - base
         with serial_reductions():
-            self._update_sq += float(torch.linalg.vector_norm(difference)) ** 2
-            self._base_sq += float(torch.linalg.vector_norm(base)) ** 2
+            self._squares[key] = (update**2, float(torch.linalg.vector_norm(base)) ** 2)
 
     def check_update(self) -> None:
         """After the last `check_merged`: refuse a merged encoder farther than `MAX_RELATIVE_UPDATE`·‖θ_0‖ from θ_0."""
-        ratio = math.sqrt(self._update_sq / self._base_sq) if self._base_sq > 0 else math.sqrt(self._update_sq)
+        update_sq = base_sq = 0.0
+        for key in self.keys:  # key order, whatever order the checks ran in (patched tensors are checked last)
+            if key in self._squares:
+                update_sq += self._squares[key][0]
+                base_sq += self._squares[key][1]
+        ratio = math.sqrt(update_sq / base_sq) if base_sq > 0 else math.sqrt(update_sq)
         self.relative_update = ratio
         if not math.isfinite(ratio) or ratio > MAX_RELATIVE_UPDATE:
             raise MergeOptionError(
@@ -368,17 +403,6 @@ class MergeJob:
         return record
 
 
-class Trimmed(Sequence):
-    def __init__(self, vectors: Sequence[torch.Tensor], thresholds: list[float | None]):
-        self.vectors, self.thresholds = vectors, thresholds
-
-    def __len__(self) -> int:
-        return len(self.vectors)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return trim(self.vectors[index], self.thresholds[index])
-
-
 def numel(shape: tuple[int, ...]) -> int:
     count = 1
     for size in shape:
@@ -412,6 +436,7 @@ __all__ = [
     "MergeJob",
     "TaskVectorsAt",
     "Trimmed",
+    "TwoReadMerge",
     "check_single_encoder",
     "collect_options",
     "numel",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -15,12 +16,25 @@ from ..errors import CheckpointError, MergeOptionError
 from ..modeling_simo import SimoModel
 from .checks import check_finite
 from .io.sources import Checkpoint, MergeSources
+from .io.spill import TensorSpill
 from .job import MergeJob
 
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16", "float": "float32"}
 Sink = Callable[[str, torch.Tensor], None]
+
+
+@runtime_checkable
+class PatchableSink(Protocol):
+    """A sink that can read back a tensor it was given and take it again, patched: a global-trim merge then reads
+    each input twice (`MergeJob.prepare(patchable=True)`)."""
+
+    def __call__(self, name: str, tensor: torch.Tensor) -> None: ...
+
+    def read(self, name: str) -> torch.Tensor: ...
+
+    def rewrite(self, name: str, tensor: torch.Tensor) -> None: ...
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, sources: MergeSources) -> torch.dtype:
@@ -72,10 +86,12 @@ def head_plan(job: MergeJob, dtype: torch.dtype, cast: bool) -> list[tuple[str, 
     return plan
 
 
-def check_against_model(config: SimoConfig, shapes: dict[str, tuple[int, ...]], job: MergeJob) -> None:
-    """The planned tensors must be exactly the state dict of a `SimoModel` with this config."""
+def check_against_model(config: SimoConfig, shapes: dict[str, tuple[int, ...]], job: MergeJob) -> SimoModel:
+    """The planned tensors must be exactly the state dict of a `SimoModel` with this config; returns that model (on
+    the meta device: the writer names the tensors from it)."""
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in SimoModel(config).state_dict().items()}
+        model = SimoModel(config)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for task in job.tasks:
         prefix = f"heads.{task.task}."
         missing = sorted(k for k in expected if k.startswith(prefix) and k not in shapes)
@@ -89,17 +105,29 @@ def check_against_model(config: SimoConfig, shapes: dict[str, tuple[int, ...]], 
     others = sorted(set(expected) ^ set(shapes))
     if others:
         raise CheckpointError(f"the merged encoder does not match its encoder config: {others[:5]}")
+    return model
 
 
 def stream_merge(job: MergeJob, dtype: torch.dtype, cast_heads: bool, sink: Sink, config: SimoConfig) -> None:
     """Run the job's passes and feed every output tensor to `sink(name, tensor)` (in-memory names, `tensor_plan`
     order); the statistics gathered on the way go into `config.merge`."""
-    job.prepare()
-    for key, base, merged in job.encoder():
-        name = f"dinov2.{key}"
-        merged = merged.to(dtype)
-        job.check_merged(key, base, merged)
-        sink(name, merged)
+    patchable = isinstance(sink, PatchableSink)
+    job.prepare(patchable=patchable)
+    with TensorSpill() as spill:
+        deferred = job.deferred_keys  # filled during the merge pass
+        for key, base, merged in job.encoder():
+            merged = merged.to(dtype)
+            if key in deferred:  # checked once patched; its base waits on disk, not in memory
+                spill.put(key, base)
+            else:
+                job.check_merged(key, base, merged)
+            sink(f"dinov2.{key}", merged)
+        for key, index, values in job.patches():
+            name = f"dinov2.{key}"
+            merged = sink.read(name)
+            merged.view(-1)[index] = values.to(dtype)
+            job.check_merged(key, spill.take(key), merged)
+            sink.rewrite(name, merged)
     job.check_update()
     for name, checkpoint, raw, out_dtype in head_plan(job, dtype, cast_heads):
         tensor = checkpoint.reader.get(raw)
@@ -120,6 +148,7 @@ def tensor_plan(job: MergeJob, dtype: torch.dtype, cast_heads: bool) -> list[tup
 __all__ = [
     "DTYPES",
     "DTYPE_ALIASES",
+    "PatchableSink",
     "Sink",
     "build_config",
     "check_against_model",

@@ -94,24 +94,29 @@ class StreamingKthValue:
         """Whether any stream still needs data (False: nothing to trim, skip the passes)."""
         return any(r is not None for r in self.ranks) and self.pass_index < 2
 
-    def update(self, stream: int, chunk: torch.Tensor, magnitudes: bool = False) -> None:
+    def update(self, stream: int, chunk: torch.Tensor, magnitudes: bool = False) -> torch.Tensor | None:
         """Add a chunk of stream `stream`; with `magnitudes=True` the chunk holds signed values and |chunk| is
-        ranked (the sign bit is cleared on the integer patterns, which is exactly `abs`, -0.0 included)."""
+        ranked (the sign bit is cleared on the integer patterns, which is exactly `abs`, -0.0 included).
+
+        In the second pass, returns the flat boolean mask of the chunk's values in the threshold bin (those whose
+        trim the exact threshold decides), else None."""
         rank = self.ranks[stream]
         if rank is None:
-            return
+            return None
         high, low = _digits(chunk, magnitudes)
         if self.pass_index == 0:
             self._seen[stream] += high.numel()
             if not magnitudes and high.numel() and int(high.min()) < 0:
                 raise ValueError("radix selection needs non-negative values (magnitudes); got a negative value")
             self._hist[stream] += torch.bincount(high, minlength=_NUM_BINS)
-        elif self.pass_index == 1:
-            selected = low[high == self._prefix[stream]]
+            return None
+        if self.pass_index == 1:
+            in_bin = high == self._prefix[stream]
+            selected = low[in_bin]
             if selected.numel():
                 self._hist[stream] += torch.bincount(selected.to(torch.int32) & _LOW_MASK, minlength=_NUM_BINS)
-        else:
-            raise RuntimeError("both radix passes are done; read values()")
+            return in_bin
+        raise RuntimeError("both radix passes are done; read values()")
 
     def next_pass(self) -> None:
         """Close the current pass: locate each stream's bin (pass 1) or its exact value (pass 2)."""

@@ -1,6 +1,6 @@
 """The merge's I/O, apart from the methods and the job (mergekit's `io/`): `sources` (finding, opening and validating
 checkpoints; Hub through `hf_simo.hub`), `reader` (tensor by tensor), `writer` (sharded safetensors, streamed) and
-`folder` (the merged folder, atomically)."""
+`folder` (the merged folder, atomically), `spill` (tensors parked on disk during a two-read merge)."""
 
 from typing import TYPE_CHECKING
 

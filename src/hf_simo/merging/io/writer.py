@@ -74,25 +74,31 @@ class ShardedSafetensorsWriter:
         for filename, tensors in split.filename_to_tensors.items():
             self.files.append((SAFE_WEIGHTS_NAME if not self.sharded else filename, list(tensors)))
         self.order = [name for _, tensors in self.files for name in tensors]
+        self._position = {name: index for index, name in enumerate(self.order)}
         self.info = {name: (dtype, tuple(shape)) for name, dtype, shape in plan}
         self.total_size = sum(_nbytes(dtype, shape) for _, dtype, shape in plan)
         self._next = 0
         self._file_index = -1
         self._handle: BinaryIO | None = None
         self._remaining_in_file = 0
+        self._where: dict[str, tuple[Path, int]] = {}  # written tensor -> (file, absolute offset of its bytes)
 
     def _open_next_file(self) -> None:
         self._file_index += 1
         filename, tensors = self.files[self._file_index]
         header: dict[str, object] = {"__metadata__": self.metadata}
         offset = 0
+        offsets = {}
         for name in tensors:
             dtype, shape = self.info[name]
             size = _nbytes(dtype, shape)
             header[name] = {"dtype": DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
+            offsets[name] = offset
             offset += size
         encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
         encoded += b" " * ((8 - (8 + len(encoded)) % 8) % 8)
+        for name, begin in offsets.items():
+            self._where[name] = (self.folder / filename, 8 + len(encoded) + begin)
         self._handle = open(self.folder / filename, "wb")  # noqa: SIM115 - closed in _close_file/close
         self._handle.write(struct.pack("<Q", len(encoded)))
         self._handle.write(encoded)
@@ -120,6 +126,46 @@ class ShardedSafetensorsWriter:
         self._handle.write(tensor_bytes(tensor))
         self._remaining_in_file -= 1
         self._next += 1
+
+    def read(self, name: str) -> torch.Tensor:
+        """A tensor written earlier, read back from its file (the merge patches a few entries of some tensors once
+        its global statistics are final: `rewrite` puts them back in place)."""
+        path, offset, dtype, shape = self._written(name)
+        tensor = torch.empty(shape, dtype=dtype)
+        buffer = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            done = 0
+            while done < len(buffer):
+                count = os.preadv(fd, [buffer[done:]], offset + done)
+                if count <= 0:
+                    raise RuntimeError(f"tensor {name!r}: {path.name} is shorter than its header says")
+                done += count
+        finally:
+            os.close(fd)
+        return tensor
+
+    def rewrite(self, name: str, tensor: torch.Tensor) -> None:
+        """Overwrite a tensor written earlier with new values of the same dtype and shape, in place."""
+        path, offset, dtype, shape = self._written(name)
+        if tensor.dtype != dtype or tuple(tensor.shape) != shape:
+            raise RuntimeError(f"tensor {name!r}: got {tensor.dtype} {list(tensor.shape)}, planned {dtype} {shape}")
+        data = tensor_bytes(tensor)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            done = 0
+            while done < len(data):
+                done += os.pwrite(fd, data[done:], offset + done)
+        finally:
+            os.close(fd)
+
+    def _written(self, name: str) -> tuple[Path, int, torch.dtype, tuple[int, ...]]:
+        if name not in self._where or self._position[name] >= self._next:
+            raise RuntimeError(f"tensor {name!r} has not been written")
+        if self._handle is not None:
+            self._handle.flush()  # the buffered bytes must reach the file before it is read or patched by offset
+        path, offset = self._where[name]
+        return (path, offset, *self.info[name])
 
     def close(self) -> list[str]:
         """Finish the last file and write the index when sharded; returns the weight file names."""
