@@ -560,6 +560,7 @@ REALIGN_ELSEWHERE = {
     "max_train_samples": "refused with --task_checkpoints below; reaches the fine-tuning of default checkpoints",
     "augment": "refused with --task_checkpoints below; reaches the fine-tuning of default checkpoints",
     "test_samples": "test_realign_job.py (the embedded test split size)",
+    "feature_cache_dtype": "test_realign_job.py::test_head_realignment_trains_on_a_mapped_cache_of_the_storage_dtype",
     **{k: WHOLE_RUNS[k] for k in ("dataset_path", "image_size", "train_samples", "validation_samples", "data_seed")},
     "dataset_cache_dir": WHOLE_RUNS["dataset_cache_dir"],
 }

@@ -97,6 +97,37 @@ def test_head_realignment_changes_only_the_heads(checkpoints, tmp_path):
     assert model.config.realignment["steps"] == 2 * model.config.realignment["epochs"]  # 16 samples, batch 8
     assert single.config.block_adapter is None
     assert list(outcome.results) == ["Single-task", "TA", "TA + head re-align"]
+    assert "feature_cache_dtype" not in model.config.realignment  # the float32 default records nothing new
+    assert not (tmp_path / "head" / "feature_cache").exists()  # the cache is removed once the heads are trained
+
+
+def test_head_realignment_trains_on_a_mapped_cache_of_the_storage_dtype(checkpoints, tmp_path, monkeypatch):
+    import hf_simo.realign.steps
+    from hf_simo.realign.cache_files import read_header
+
+    seen = []
+    original = hf_simo.realign.steps.compute_feature_cache
+
+    def compute_feature_cache(model, batches, **kwargs):
+        cache = original(model, batches, **kwargs)
+        path = tmp_path / "head" / "feature_cache" / f"features-{cache.key}.safetensors"
+        header, _ = read_header(path)  # on disk, in the run's folder, with the storage dtype asked for
+        seen.append(
+            ({f.dtype for f in cache.features.values()}, {v["dtype"] for k, v in header.items() if "features." in k})
+        )
+        return cache
+
+    monkeypatch.setattr(hf_simo.realign.steps, "compute_feature_cache", compute_feature_cache)
+    argv = _argv(
+        checkpoints, tmp_path / "head", "--mode", "head", "--alpha", "0.5", "--feature_cache_dtype", "bfloat16"
+    )
+    outcome = load_recipe().main(argv)
+    assert seen == [({torch.bfloat16}, {"BF16"})]
+    assert SimoModel.from_pretrained(outcome.model_dir).config.realignment["feature_cache_dtype"] == "bfloat16"
+    with pytest.raises(SystemExit, match="--feature_cache_dtype bfloat16 applies to --mode head"):
+        load_recipe().main(_argv(checkpoints, tmp_path / "repr", "--feature_cache_dtype", "bfloat16"))
+    with pytest.raises(SystemExit, match="--feature_cache_dtype must be one of float32, bfloat16, float16"):
+        load_recipe().main(_argv(checkpoints, tmp_path / "bad", "--mode", "head", "--feature_cache_dtype", "int8"))
 
 
 def test_bad_inputs_are_one_line_errors(checkpoints, tmp_path):

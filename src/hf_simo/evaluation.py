@@ -7,7 +7,8 @@
   checked (its keys, the labels of every task asked for, their shape and values against the task's spec) and moved
   to the model's device and dtype; with an `accelerator`, each process passes its own batches and the metric states
   are reduced exactly across processes;
-- `evaluate_dataset(model, dataset, ...)`: `simo_batches` + `evaluate`, each process on its contiguous shard;
+- `evaluate_dataset(model, dataset, ...)`: `simo_batches` + `evaluate`, each process on its contiguous shard
+  (`process_shard`, which the α search and the feature cache of re-alignment share out by too);
 - `primary_values`, `baseline_values`: the primary metric of each task (what normalized performance compares).
 
 The training loop's validation pass (`hf_simo.training.evaluate`) is a separate pass on purpose: it computes the
@@ -112,24 +113,33 @@ def evaluate(
     return metrics.compute(accelerator)
 
 
+def process_shard(dataset, accelerator=None):
+    """This process's contiguous shard of `dataset` (shards in process order, sizes differing by at most one): what
+    each process evaluates, searches α on, or encodes for the feature cache; the whole set without an accelerator
+    of several processes."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return dataset
+    from .training import shard_bounds
+
+    if len(dataset) < accelerator.num_processes:
+        raise DataError(
+            f"the evaluation set has {len(dataset)} samples, fewer than the {accelerator.num_processes} "
+            "processes; use a larger evaluation set or fewer processes"
+        )
+    start, end = shard_bounds(len(dataset), accelerator.num_processes, accelerator.process_index)
+    return dataset.select(range(start, end))
+
+
 def evaluate_dataset(
     model: SimoModel, dataset, *, tasks: Sequence[str] | None = None, batch_size: int = 64, accelerator=None
 ) -> dict[str, dict[str, float]]:
     """Metrics of `model` on a dataset split. With an `accelerator` of several processes, each process evaluates its
-    own contiguous shard and the states are reduced exactly; without, one process goes through everything."""
+    own contiguous shard (`process_shard`) and the states are reduced exactly; without, one process goes through
+    everything."""
     tasks = list(model.task_names if tasks is None else tasks)
     if accelerator is not None and accelerator.num_processes > 1:
-        from .training import shard_bounds
-
-        if len(dataset) < accelerator.num_processes:
-            raise DataError(
-                f"the evaluation set has {len(dataset)} samples, fewer than the {accelerator.num_processes} "
-                "processes; use a larger evaluation set or fewer processes"
-            )
-        start, end = shard_bounds(len(dataset), accelerator.num_processes, accelerator.process_index)
-        return evaluate(
-            model, simo_batches(dataset.select(range(start, end)), tasks, batch_size), tasks, accelerator=accelerator
-        )
+        shard = process_shard(dataset, accelerator)
+        return evaluate(model, simo_batches(shard, tasks, batch_size), tasks, accelerator=accelerator)
     return evaluate(model, simo_batches(dataset, tasks, batch_size), tasks)
 
 
@@ -150,5 +160,6 @@ __all__ = [
     "evaluate",
     "evaluate_dataset",
     "primary_values",
+    "process_shard",
     "simo_batches",
 ]

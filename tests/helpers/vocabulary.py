@@ -695,6 +695,11 @@ NEW_OPTIONS = [
     ),
     ("--max_relative_distance", "SourceArguments", "now on realign and relationships"),
     ("--head_weight_decay", "RealignArguments", "head re-alignment's AdamW weight decay (1e-4, today hard-wired)"),
+    (
+        "--feature_cache_dtype",
+        "RealignArguments",
+        "issue 12: storage dtype of head re-alignment's feature cache (float32; bfloat16/float16 halve it)",
+    ),
     # issue 14 (the shipped encoder, fine-tuning as practised)
     (
         "--pretrain_encoder / --model_name_or_path",

@@ -14,6 +14,11 @@ them; `consensus` is their one-encoder form).
 The validation data is any re-iterable of batches `{"pixel_values": (B, 3, H, W) normalized, "labels": {task:
 tensor}}`, such as a `DataLoader`, with labels for every task scored; it is evaluated by `hf_simo.evaluation.evaluate`
 (the one evaluation loop). The candidates' table is logged (INFO) and returned (`SearchResult.table`).
+
+Under `accelerate launch` with several processes (pass the `accelerator`), each process gives its own share of the
+validation batches (e.g. `simo_batches(hf_simo.evaluation.process_shard(dataset, accelerator), ...)`): every
+candidate's metric states are reduced exactly across processes (as `evaluate` does), so N processes encode 1/N of
+the images each and every process ends with the table and the choice one process would make on all of them.
 """
 
 from __future__ import annotations
@@ -133,6 +138,7 @@ def search(
     max_batches: int | None = None,
     hub: HubOptions | None = None,
     max_relative_distance: float | None = DEFAULT_MAX_RELATIVE_DISTANCE,
+    accelerator=None,
 ) -> SearchResult:
     """Grid search of `alphas` x `grid` (method options, e.g. `{"density": [0.1, 0.2]}`) by normalized performance.
 
@@ -142,6 +148,8 @@ def search(
         grid: option name -> values to try; `options`: fixed options.
         baselines: task -> the single-task model's primary metric (default: measured on `data`).
         hub: how Hub sources are read (`HubOptions`).
+        accelerator: with several processes, `data` is this process's share and metrics are reduced across
+            processes (`max_batches` then counts this process's batches); every process returns the same result.
     Logs the table of every candidate (`result.table()`) and the best one at INFO level.
     Returns a `SearchResult`; `result.best.merge_kwargs()` feeds `merge_to_folder`.
     """
@@ -154,7 +162,10 @@ def search(
         settings.append((name, resolved, combo))
     coefficients = load_coefficients(coefficients)
     data = _batches(data)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device is None:  # several processes: each on its own device (one process keeps to the CPU, as it always did)
+        several = accelerator is not None and accelerator.num_processes > 1
+        device = accelerator.device if several else "cpu"
+    device = torch.device(device)
     with open_sources(base, tasks, hub=hub) as sources:
         first_job = MergeJob(sources, settings[0][0], settings[0][1], 1.0, None, None, allow_per_task=True)
         config = build_config(first_job, torch.float32)
@@ -176,7 +187,7 @@ def search(
             baselines = {}
             for checkpoint in progress_bar(sources.tasks, desc="single-task baselines", leave=False):
                 load_encoder({key: checkpoint.encoder_tensor(key) for key in first_job.keys})
-                results = evaluate(model, data, [checkpoint.task], max_batches=max_batches)
+                results = evaluate(model, data, [checkpoint.task], max_batches=max_batches, accelerator=accelerator)
                 baselines[checkpoint.task] = results[checkpoint.task][metric_names[checkpoint.task]]
         else:
             missing = [t for t in config.task_names if t not in baselines]
@@ -207,7 +218,9 @@ def search(
                         masked[key] = merged[key] * tall_mask(tau_t, merged[key], resolved["tall_lambda"])
                     for alpha in alphas:
                         load_encoder({key: apply_task_vector(theta0[key], masked[key], alpha) for key in job.keys})
-                        results = evaluate(model, data, [checkpoint.task], max_batches=max_batches)
+                        results = evaluate(
+                            model, data, [checkpoint.task], max_batches=max_batches, accelerator=accelerator
+                        )
                         per_alpha[alpha][checkpoint.task] = results[checkpoint.task]
                         bar.update(1)
                     del masked
@@ -227,10 +240,16 @@ def search(
                             for key in job.keys
                         }
                     )
-                    score(name, resolved, alpha, evaluate(model, data, None, max_batches=max_batches))
+                    results = evaluate(model, data, None, max_batches=max_batches, accelerator=accelerator)
+                    score(name, resolved, alpha, results)
                     bar.update(1)
             del merged
         bar.close()
+    if accelerator is not None and accelerator.num_processes > 1:
+        # the reduced metrics are the same everywhere already; the main process's copy makes the choice one choice
+        from accelerate.utils import broadcast_object_list
+
+        candidates, baselines = broadcast_object_list([candidates, baselines], from_process=0)
     result = SearchResult(candidates=candidates, baselines=baselines, metric_names=metric_names)
     logger.info("merge search on the validation data:\n%s", result.table())
     logger.info("best: %s (normalized performance %.1f%%)", result.best.label, 100 * result.best.score)
@@ -264,11 +283,13 @@ def search_and_merge(
     baselines: Mapping[str, float] | None = None,
     max_relative_distance: float | None = DEFAULT_MAX_RELATIVE_DISTANCE,
     hub: HubOptions | None = None,
+    accelerator=None,
 ) -> MergeOutcome:
     """Merge single-task checkpoints into one `SimoModel`; with `alpha=None`, tune α on `validation` first.
 
     `max_relative_distance`: refuse task encoders farther than this from the base (None: warn only; see
-    `hf_simo.merging.checks.check_fine_tuned`). `hub`: how Hub sources are read. Progress bars follow
+    `hf_simo.merging.checks.check_fine_tuned`). `hub`: how Hub sources are read. `accelerator`: the α search is
+    shared out across its processes (`validation`: this process's share; see `search`). Progress bars follow
     `hf_simo.utils.logging`'s switch (``--disable_tqdm``).
     """
     start = time.perf_counter()
@@ -288,6 +309,7 @@ def search_and_merge(
             baselines=baselines,
             hub=hub,
             max_relative_distance=max_relative_distance,
+            accelerator=accelerator,
         )
         alpha, table = result.best.alpha, result.table()
     model = merge(

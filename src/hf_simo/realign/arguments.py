@@ -33,10 +33,17 @@ class RealignArguments:
     head_epochs: int = option(50, "Head re-alignment epochs (on cached features: cheap).")
     head_weight_decay: float = option(1e-4, "Head re-alignment AdamW weight decay.")
     heldout_fraction: float = option(0.2, "Part of the validation split kept for early stopping.")
+    feature_cache_dtype: str = option(
+        "float32",
+        "Storage dtype of head re-alignment's feature cache: float32, bfloat16 or float16 (half the size on disk; "
+        "the heads read float32).",
+    )
 
     def __post_init__(self) -> None:
         check_arguments(self)  # at argument parsing: a bad value fails before any merging or training
 
+
+FEATURE_CACHE_DTYPE_NAMES = ("float32", "bfloat16", "float16")  # hf_simo.realign.feature_cache's, without torch
 
 # old spellings, refused with exit 2 naming the new option (with RunArguments' `RUN_RENAMED`)
 REALIGN_RENAMED = {
@@ -55,6 +62,9 @@ def check_arguments(args: RealignArguments) -> None:
         raise OptionError(f"--adapter must be lora or relu, got {args.adapter!r}")
     if isinstance(args.rank, bool) or not isinstance(args.rank, int) or args.rank < 1:
         raise OptionError(f"--rank must be a positive integer (the paper uses 16), got {args.rank!r}")
+    if args.feature_cache_dtype not in FEATURE_CACHE_DTYPE_NAMES:
+        names = ", ".join(FEATURE_CACHE_DTYPE_NAMES)
+        raise OptionError(f"--feature_cache_dtype must be one of {names}, got {args.feature_cache_dtype!r}")
     if not 0.0 <= args.heldout_fraction < 1.0:
         raise OptionError(f"--heldout_fraction must be in [0, 1), got {args.heldout_fraction}")
     bad = [a for a in args.alpha_grid or [] if not (math.isfinite(a) and a >= 0)]
@@ -66,4 +76,4 @@ def check_arguments(args: RealignArguments) -> None:
     require_non_negative(args, "head_weight_decay", integer=False)
 
 
-__all__ = ["REALIGN_RENAMED", "RealignArguments", "check_arguments"]
+__all__ = ["FEATURE_CACHE_DTYPE_NAMES", "REALIGN_RENAMED", "RealignArguments", "check_arguments"]

@@ -3,7 +3,8 @@
 Features of the small multi-task validation set are cached (in memory, or on disk keyed by the encoder weights
 and the data), then every task head is retrained on them — all heads in one pass, each on its own loss, with its
 own gradient clipping and its own early stopping on a held-out part. Nothing here runs the encoder after the
-cache is built, which is what makes it cheap (see `benchmarks/realign_speed.py`).
+cache is built, which is what makes it cheap (see `benchmarks/realign_speed.py`). A cache on disk is memory-mapped:
+every batch indexes its rows from the mapped tensors, so the cache is never loaded whole.
 
 Augmentation changes the encoder's input, so it cannot reuse cached features: `augment` requires
 `encoder_in_the_loop=True`, which runs the (frozen) encoder on every batch instead — correct, and slower.

@@ -40,8 +40,8 @@ TRAINING_FIELDS = (
 HEAD_USES = ("per_device_train_batch_size", "max_grad_norm", "warmup_ratio")  # what realign_heads receives
 UNUSED_BY_MODE = {"head": tuple(f for f in TRAINING_FIELDS if f not in HEAD_USES), "none": TRAINING_FIELDS}
 MODE_REASON = {
-    "head": "head re-alignment trains on cached features in one process, in fp32, one evaluation per epoch, "
-    "without checkpoints (its weight decay is --head_weight_decay)",
+    "head": "head re-alignment trains on cached features (every process the same heads), in fp32, one evaluation "
+    "per epoch, without checkpoints (its weight decay is --head_weight_decay)",
     "none": "--mode none trains nothing",
 }
 
@@ -89,6 +89,11 @@ def check_realign_options(args: RealignArguments, source, method, data, run) -> 
             "--stop_after_steps applies to --mode representation (adapter training, checkpointed); head "
             "re-alignment trains on cached features and is not checkpointed"
         )
+    if args.feature_cache_dtype != "float32" and args.mode != "head":
+        raise OptionError(
+            f"--feature_cache_dtype {args.feature_cache_dtype} applies to --mode head (the features head "
+            "re-alignment caches); --mode representation runs the encoder on every batch"
+        )
     defaults = RunArguments()
     resolved = {
         "mixed_precision": (resolve_launch_setting("mixed_precision", run.mixed_precision), "no"),
@@ -132,7 +137,7 @@ def run_realign(
     from ..atomic import atomic_folder, atomic_write_json, atomic_write_text
     from ..cards import write_model_card
     from ..data import load_data
-    from ..evaluation import evaluate, evaluate_dataset, primary_values, simo_batches
+    from ..evaluation import evaluate, evaluate_dataset, primary_values, process_shard, simo_batches
     from ..image_processing_simo import make_image_processor
     from ..merging import parse_task_sources, search_and_merge
     from ..training.arguments import identity
@@ -178,10 +183,14 @@ def run_realign(
     test = datasets["test"]
     eval_batch_size = run.per_device_eval_batch_size
 
-    # single-task baselines on validation (for α) and on test (for the table)
+    # single-task baselines on validation (for α) and on test (for the table); under several processes each one
+    # evaluates its own share of the validation split, here and in the α search, with the metrics reduced exactly
     singles = {t: SimoModel.from_task_source(sources[t], t, **hub.model_kwargs()).eval() for t in tasks}
-    validation_batches = simo_batches(realign_set, tasks, eval_batch_size)
-    val_baselines = {t: primary_values(singles[t], evaluate(singles[t], validation_batches, [t]))[t] for t in tasks}
+    validation_batches = simo_batches(process_shard(realign_set, accelerator), tasks, eval_batch_size)
+    val_baselines = {
+        t: primary_values(singles[t], evaluate(singles[t], validation_batches, [t], accelerator=accelerator))[t]
+        for t in tasks
+    }
     results: dict[str, dict[str, dict[str, float]]] = {"Single-task": {}}
     for t in tasks:
         results["Single-task"][t] = evaluate_dataset(
@@ -200,6 +209,7 @@ def run_realign(
         baselines=val_baselines,
         max_relative_distance=source.distance_limit,
         hub=hub,
+        accelerator=accelerator,
     )
     if merged.search_table:
         logger.info("α search on the validation split:\n%s", merged.search_table)

@@ -1,12 +1,18 @@
 """The re-alignment step shared by the realign job and the demo: re-align a merged model on the multi-task
 validation split, by head re-alignment on cached features or by representation re-alignment (adapters after each
-block, through PEFT, trained with the staged loop), and record what it used (the paper's Table 4 columns)."""
+block, through PEFT, trained with the staged loop), and record what it used (the paper's Table 4 columns).
+
+Head re-alignment caches the features on disk under `<output_dir>/feature_cache` (streamed while computed,
+memory-mapped while trained on, removed when done; `feature_cache_dtype` sets its storage dtype); under several
+processes each one encodes its share of the images (`hf_simo.evaluation.process_shard`) and every process trains
+the heads on the whole assembled cache, so the heads are those one process would train."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,14 +21,18 @@ from typing import Any
 import torch
 
 from ..errors import OptionError, UnknownTaskError
-from ..evaluation import simo_batches
+from ..evaluation import process_shard, simo_batches
 from ..modeling_simo import SimoModel
 from ..training.accelerator import make_accelerator
 from ..training.config import Stage, TrainerConfig
 from ..training.loop import fit
 from ..training.simo_loss import make_simo_loss_fn
+from .feature_cache import compute_feature_cache
 from .heads import realign_heads
 from .representation import adapter_parameters, fold_adapters, prepare_representation_realignment
+
+
+FEATURE_CACHE_DIR = "feature_cache"
 
 
 @dataclass
@@ -58,6 +68,7 @@ class RealignmentSettings:
     logging_steps: int = 10
     dataloader_num_workers: int = 0
     head_weight_decay: float = 1e-4
+    feature_cache_dtype: str = "float32"
 
     @classmethod
     def from_arguments(cls, args, run) -> RealignmentSettings:
@@ -87,6 +98,7 @@ class RealignmentSettings:
             logging_steps=run.logging_steps,
             dataloader_num_workers=run.dataloader_num_workers,
             head_weight_decay=args.head_weight_decay,
+            feature_cache_dtype=args.feature_cache_dtype,
         )
 
 
@@ -149,10 +161,27 @@ def realign(
         )
     start = time.perf_counter()
     if settings.mode == "head":
-        batches = simo_batches(dataset, tasks, batch_size=settings.eval_batch_size)
-        result = realign_heads(
+        batches = simo_batches(process_shard(dataset, accelerator), tasks, batch_size=settings.eval_batch_size)
+        cache_dir = Path(output_dir) / FEATURE_CACHE_DIR
+        fingerprint = getattr(dataset, "_fingerprint", None)  # a `datasets` split's; else the cache stays in memory
+        cache = compute_feature_cache(
             model,
             batches,
+            dtype=settings.feature_cache_dtype,
+            data_fingerprint=fingerprint,
+            cache_dir=cache_dir if fingerprint else None,
+            accelerator=accelerator,
+        )
+        del batches
+        if accelerator is not None and accelerator.num_processes > 1:
+            from accelerate.utils import set_seed
+
+            set_seed(
+                settings.seed
+            )  # head dropout draws from the global RNG: the same masks, so the same heads everywhere
+        result = realign_heads(
+            model,
+            cache,
             epochs=settings.head_epochs,
             batch_size=settings.batch_size,
             learning_rate=settings.head_learning_rate,
@@ -163,11 +192,19 @@ def realign(
             patience=settings.patience or settings.head_epochs,
             seed=settings.seed,
         )
+        del cache
+        if accelerator is not None:
+            accelerator.wait_for_everyone()
+        if accelerator is None or accelerator.is_main_process:
+            shutil.rmtree(cache_dir, ignore_errors=True)
         if accelerator is not None:  # the trackers of the run (--report_to) get the per-epoch history
             for entry in result.history:
                 accelerator.log(
                     {f"realign_heads/{k}": v for k, v in entry.items() if k != "epoch"}, step=entry["epoch"]
                 )
+        extra = {"best_epoch": result.best_epoch, "learning_rate": settings.head_learning_rate}
+        if settings.feature_cache_dtype != "float32":  # the float32 record reads as it did before the option
+            extra["feature_cache_dtype"] = settings.feature_cache_dtype
         record = RealignmentRecord(
             mode="head",
             samples=result.train_samples,
@@ -176,7 +213,7 @@ def realign(
             trainable_parameters=result.trainable_parameters,
             epochs=result.epochs_run,
             seconds=time.perf_counter() - start,
-            extra={"best_epoch": result.best_epoch, "learning_rate": settings.head_learning_rate},
+            extra=extra,
         )
         return model, record, None
     if settings.mode != "representation":
@@ -260,4 +297,4 @@ def realign(
     return fold_adapters(unwrapped), record, saved_peft
 
 
-__all__ = ["RealignmentRecord", "RealignmentSettings", "realign", "split_heldout"]
+__all__ = ["FEATURE_CACHE_DIR", "RealignmentRecord", "RealignmentSettings", "realign", "split_heldout"]
