@@ -105,15 +105,16 @@ def shard_child(encoder: str, samples: int, folder: str, tasks: list[str]) -> di
     from hf_simo.training import make_accelerator
 
     accelerator = make_accelerator(folder, report_to=None)
+    base = str(Path(tasks[0].split("=", 1)[1]).parent / "base")  # make_sources' layout
     _, size = build(encoder)
     everything = batches(size, samples, 8)
     per = len(everything) // accelerator.num_processes  # whole batches per process: the same batches as one process
     share = everything[accelerator.process_index * per : (accelerator.process_index + 1) * per]
     accelerator.wait_for_everyone()
     start, cpu = time.perf_counter(), cpu_seconds()
-    result = search(tasks, share, Path(folder) / "sources" / "base", alphas=ALPHAS, accelerator=accelerator)
+    result = search(tasks, share, base, alphas=ALPHAS, accelerator=accelerator)
     search_seconds, search_cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    model = merge(tasks, str(Path(folder) / "sources" / "base"), alpha=result.best.alpha)
+    model = merge(tasks, base, alpha=result.best.alpha)
     accelerator.wait_for_everyone()
     start, cpu = time.perf_counter(), cpu_seconds()
     cache = compute_feature_cache(
